@@ -36,7 +36,8 @@ class SyncConfig:
     workers: int = field(default=8, metadata={"check": _positive, "want": "a positive integer"})
     per_host: int = field(default=4, metadata={"check": _positive, "want": "a positive integer"})
     compare_workers: int = field(
-        default=0, metadata={"check": _non_negative, "want": "0 (one per core) or a positive integer"}
+        default=0,
+        metadata={"check": _non_negative, "want": "0 (one per core) or a positive integer"},
     )
     layout: str = field(
         default="host/path",
@@ -51,15 +52,25 @@ class SyncConfig:
 class HttpConfig:
     """``[http]``: timeouts, retries and limits of every request."""
 
-    connect_timeout: float = field(default=10.0, metadata={"check": _positive, "want": "seconds > 0"})
+    connect_timeout: float = field(
+        default=10.0, metadata={"check": _positive, "want": "seconds > 0"}
+    )
     read_timeout: float = field(default=30.0, metadata={"check": _positive, "want": "seconds > 0"})
     deadline: float = field(default=300.0, metadata={"check": _positive, "want": "seconds > 0"})
     retries: int = field(default=3, metadata={"check": _non_negative, "want": "an integer >= 0"})
     backoff: float = field(default=0.5, metadata={"check": _non_negative, "want": "seconds >= 0"})
-    backoff_max: float = field(default=30.0, metadata={"check": _non_negative, "want": "seconds >= 0"})
-    retry_after_max: float = field(default=120.0, metadata={"check": _non_negative, "want": "seconds >= 0"})
-    max_bytes: int = field(default=64 * 1024 * 1024, metadata={"check": _positive, "want": "bytes > 0"})
-    max_redirects: int = field(default=5, metadata={"check": _non_negative, "want": "an integer >= 0"})
+    backoff_max: float = field(
+        default=30.0, metadata={"check": _non_negative, "want": "seconds >= 0"}
+    )
+    retry_after_max: float = field(
+        default=120.0, metadata={"check": _non_negative, "want": "seconds >= 0"}
+    )
+    max_bytes: int = field(
+        default=64 * 1024 * 1024, metadata={"check": _positive, "want": "bytes > 0"}
+    )
+    max_redirects: int = field(
+        default=5, metadata={"check": _non_negative, "want": "an integer >= 0"}
+    )
     user_agent: str = "fetcher/0.1 (+https://pypi.org/project/fetcher/)"
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -72,8 +83,12 @@ class CompareConfig:
     nrmse: float = field(default=0.95, metadata={"check": _unit, "want": "a number in [0, 1]"})
     local_ssim: float = field(default=0.75, metadata={"check": _unit, "want": "a number in [0, 1]"})
     tile: int = field(default=64, metadata={"check": lambda v: v >= 11, "want": "an integer >= 11"})
-    max_pixels: int = field(default=120_000_000, metadata={"check": _positive, "want": "pixels > 0"})
-    max_frames: int = field(default=1000, metadata={"check": _positive, "want": "a positive integer"})
+    max_pixels: int = field(
+        default=120_000_000, metadata={"check": _positive, "want": "pixels > 0"}
+    )
+    max_frames: int = field(
+        default=1000, metadata={"check": _positive, "want": "a positive integer"}
+    )
 
 
 @dataclass(frozen=True)
@@ -99,7 +114,11 @@ def _as_raw(config: Config) -> dict[str, dict[str, Any]]:
     return {name: dataclasses.asdict(getattr(config, name)) for name in _SECTIONS}
 
 
-_WANT: dict[Any, str] = {bool: "true or false", str: "a string", Mapping[str, str]: "a table of strings"}
+_WANT: dict[Any, str] = {
+    bool: "true or false",
+    str: "a string",
+    Mapping[str, str]: "a table of strings",
+}
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -151,10 +170,14 @@ def _build(raw: Mapping[str, Any]) -> Config:
     for name in raw:
         if name not in _SECTIONS:
             raise ConfigError(f"unknown config section [{name}] (known: {', '.join(_SECTIONS)})")
-    return Config(**{name: _build_section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()})
+    return Config(
+        **{name: _build_section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
+    )
 
 
-def load_config(path: str | os.PathLike[str] | None = None, **overrides: Mapping[str, Any]) -> Config:
+def load_config(
+    path: str | os.PathLike[str] | None = None, **overrides: Mapping[str, Any]
+) -> Config:
     """Load a TOML config file (or the defaults) and apply overrides.
 
     Parameters
@@ -177,7 +200,9 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Mapping
             with Path(path).open("rb") as fh:
                 raw = tomllib.load(fh)
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {os.fspath(path)}: {exc.strerror or exc}") from None
+            raise ConfigError(
+                f"cannot read config file {os.fspath(path)}: {exc.strerror or exc}"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {os.fspath(path)} is not valid TOML: {exc}") from None
     return _merge(raw, overrides)
