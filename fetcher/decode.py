@@ -1,0 +1,558 @@
+"""Decode image bytes into normalised numpy frames, refusing oversized images before decoding.
+
+Normalisation (rung 4 of the ladder in DESIGN.md), applied to every frame; stored mode
+on the left, decoded mode on the right:
+
+- ``1`` (bilevel) -> ``L`` with values 0 and 255.
+- ``L`` -> ``L``; with a tRNS colour key -> ``LA`` (grey stays grey, alpha 0 on the key).
+- ``LA``, ``La`` -> ``LA``.
+- ``P``, ``PA`` (palette) -> ``RGB``; ``RGBA`` if the palette has any transparency.
+- ``RGB``, ``RGBX`` -> ``RGB``; with a tRNS colour key -> ``RGBA``.
+- ``RGBA``, ``RGBa`` -> ``RGBA``.
+- ``CMYK``, ``YCbCr``, ``LAB``, ``HSV`` and other colour modes -> ``RGB`` (Pillow's conversion).
+- ``I;16``, ``I;16B``, ``I;16L``, ``I;16N`` -> ``I;16``: uint16, data range 65535.
+- ``I`` (32-bit int, e.g. TIFF) -> ``I;16``, values clipped to 0..65535.
+- ``F`` (float, e.g. TIFF) -> ``I;16``: if every value lies in [0, 1] it is scaled by 65535,
+  otherwise taken as is; then rounded and clipped to 0..65535, NaN -> 0.
+- 16-bit grey with a tRNS key -> ``LA`` at 8 bits, grey rounded as ``(v + 128) // 257``.
+
+So 16 bits survive only for plain grey; there is no 16-bit mode with alpha (Pillow
+itself reads 16-bit RGB(A) and grey+alpha PNGs at 8 bits). EXIF orientation (all
+eight values) is applied to every frame; an unreadable EXIF block counts as no
+orientation, as browsers do. Every frame of an animation (GIF, WebP, APNG, multi-page
+TIFF) is decoded (GIF frames after disposal) and all frames share one mode: ``RGBA`` if
+any frame has transparency, grey only if every frame is grey, 16-bit only if every frame
+is. An MPO (a camera JPEG carrying extra pictures) counts as its primary picture only.
+
+Limits, checked from the header before any pixel is decoded: each frame at most
+``max_pixels`` pixels, at most ``max_frames`` frames, and at most ``max_pixels`` pixels
+over all frames together (the cap bounds memory, and an animation holds all its frames).
+Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, which this module
+leaves alone) also applies and is reported the same way, as ``TooManyPixelsError``; its
+warning is silenced once, at import, for that warning class only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import struct
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import DTypeLike
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DecodeError, StoreError, TooManyPixelsError
+
+__all__ = [
+    "DEFAULT_MAX_FRAMES",
+    "DEFAULT_MAX_PIXELS",
+    "Decoded",
+    "decode",
+    "decode_image",
+    "decode_path",
+    "harmonise",
+    "probe",
+]
+
+_T = TypeVar("_T")
+
+DEFAULT_MAX_PIXELS = 120_000_000
+DEFAULT_MAX_FRAMES = 1000
+
+# Our own cap is checked before load(); Pillow's warning about big images is noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+# What Pillow raises for bad data (its own Image.open catches the same kinds while it
+# tries plugins). Only Pillow calls are wrapped, so bugs in this module still surface.
+_PIL_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    KeyError,
+    TypeError,
+)
+
+_MODE_OF_BANDS_8 = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"BM", "BMP"),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Decoded:
+    """A decoded, normalised image: one read-only ``(H, W, C)`` array per frame.
+
+    Attributes
+    ----------
+    frames : tuple of numpy.ndarray
+        Each ``(H, W, C)``, C-contiguous, read-only; ``C`` is 1 (grey), 2 (grey and
+        alpha), 3 (RGB) or 4 (RGBA). dtype uint8, or uint16 for 16-bit grey.
+    mode : str
+        ``"L"``, ``"LA"``, ``"RGB"``, ``"RGBA"`` or ``"I;16"`` (16-bit grey, one band).
+    size : tuple of int
+        Displayed ``(width, height)``, after EXIF orientation.
+    data_range : int
+        255 for uint8 frames, 65535 for uint16 frames.
+    format : str or None
+        Pillow's format name (``"JPEG"``, ``"PNG"``, ...); None for an image made in memory.
+    durations : tuple of int
+        Display time of each frame in milliseconds, 0 when the file gives none.
+    """
+
+    frames: tuple[np.ndarray, ...]
+    mode: str
+    size: tuple[int, int]
+    data_range: int
+    format: str | None
+    durations: tuple[int, ...]
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (1 for a still image)."""
+        return len(self.frames)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _start_of(data: bytes) -> str:
+    """The first bytes, as text when they are text (an HTML page, a JSON error)."""
+    head = data[:24].lstrip(b"\xef\xbb\xbf \t\r\n")[:16]
+    try:
+        text = head.decode("ascii")
+    except UnicodeDecodeError:
+        return repr(head)
+    if text.translate(str.maketrans("", "", "\t\r\n")).isprintable():
+        return repr(text)
+    return repr(head)
+
+
+def _not_an_image(data: bytes) -> str:
+    if not data:
+        return "not an image (empty input, 0 bytes)"
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return f"corrupt or truncated {fmt} header ({len(data)} bytes)"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return f"corrupt or truncated WEBP header ({len(data)} bytes)"
+    return f"not an image (starts with {_start_of(data)})"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, EOFError) or "truncated" in text.lower():
+        return f"truncated image: {text}"
+    return f"corrupt image: {text}"
+
+
+def _bomb(exc: BaseException) -> TooManyPixelsError:
+    return TooManyPixelsError(f"too many pixels: refused by Pillow's limit ({exc})")
+
+
+def _pillow(call: Callable[[], _T]) -> _T:
+    """Run one Pillow call, turning what Pillow raises for bad data into DecodeError."""
+    try:
+        return call()
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc) from None
+    except _PIL_ERRORS as exc:
+        raise DecodeError(_describe(exc)) from None
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _open(data: bytes) -> Image.Image:
+    if not data:
+        raise DecodeError(_not_an_image(data))
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc) from None
+    except UnidentifiedImageError:
+        raise DecodeError(_not_an_image(data)) from None
+    except _PIL_ERRORS as exc:
+        raise DecodeError(_describe(exc)) from None
+
+
+def _frame_count(img: Image.Image) -> int:
+    if img.format == "MPO":
+        return 1  # the primary picture; the others are previews or depth maps
+    return int(_pillow(lambda: getattr(img, "n_frames", 1)))
+
+
+def _check_limits(
+    width: int, height: int, n_frames: int, *, max_pixels: int, max_frames: int
+) -> None:
+    if width * height > max_pixels:
+        raise TooManyPixelsError(
+            f"too many pixels: {width}x{height} = {width * height:,} over the cap of {max_pixels:,}"
+        )
+    if n_frames > max_frames:
+        raise DecodeError(f"too many frames: {n_frames:,} over the cap of {max_frames:,}")
+    if width * height * n_frames > max_pixels:
+        raise TooManyPixelsError(
+            f"too many pixels: {n_frames:,} frames of {width}x{height} = "
+            f"{width * height * n_frames:,} over the cap of {max_pixels:,}"
+        )
+
+
+def probe(data: bytes, *, max_pixels: int) -> tuple[str | None, tuple[int, int], int]:
+    """Read only the header: format, stored size and frame count, within the pixel cap.
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded image.
+    max_pixels : int
+        Most pixels allowed in one frame and over all frames together.
+
+    Returns
+    -------
+    format : str or None
+        Pillow's format name.
+    size : tuple of int
+        ``(width, height)`` as stored, before EXIF orientation.
+    n_frames : int
+        Number of frames (1 for a still image and for an MPO).
+
+    Raises
+    ------
+    DecodeError
+        The header cannot be read: empty, not an image, truncated or corrupt.
+    TooManyPixelsError
+        The header claims more pixels than ``max_pixels``.
+    """
+    img = _open(data)
+    with img:
+        n_frames = _frame_count(img)
+        width, height = img.size
+        _check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=n_frames)
+        return img.format, (width, height), n_frames
+
+
+# --------------------------------------------------------------------------- normalising
+
+
+def _bands(arr: np.ndarray) -> np.ndarray:
+    return arr[:, :, np.newaxis] if arr.ndim == 2 else arr
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """16-bit to 8-bit, rounded: ``v * 255 / 65535`` to nearest, i.e. ``(v + 128) // 257``."""
+    return ((arr.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _to_uint16(arr: np.ndarray) -> np.ndarray:
+    """32-bit int or float grey to uint16 (see the module docstring for the rule)."""
+    if arr.dtype.kind == "f":
+        arr = np.nan_to_num(arr.astype(np.float64), nan=0.0, posinf=65535.0, neginf=0.0)
+        if arr.size and arr.min() >= 0.0 and arr.max() <= 1.0:
+            arr = arr * 65535.0
+        arr = np.rint(arr)
+    out: np.ndarray = np.clip(arr, 0, 65535).astype(np.uint16)
+    return out
+
+
+def _peak(dtype: DTypeLike) -> int:
+    """Largest value of the frame dtypes used here: 65535 for uint16, else 255."""
+    return 65535 if np.dtype(dtype) == np.uint16 else 255
+
+
+def _opaque(arr: np.ndarray) -> np.ndarray:
+    """An alpha band, fully opaque, matching ``arr``'s height, width and dtype."""
+    return np.full((arr.shape[0], arr.shape[1], 1), _peak(arr.dtype), dtype=arr.dtype)
+
+
+def _with_key_alpha(arr: np.ndarray, key: object) -> np.ndarray | None:
+    """Grey or RGB ``(H, W, C)`` plus an alpha band from a tRNS colour key; None if unusable."""
+    channels = arr.shape[2]
+    key_values = (key,) * channels if isinstance(key, int) else key
+    if not isinstance(key_values, tuple) or len(key_values) != channels:
+        return None
+    if not all(isinstance(v, int) for v in key_values):
+        return None
+    transparent = np.all(arr == np.asarray(key_values, dtype=np.int64), axis=2)
+    alpha = np.where(transparent, 0, _peak(arr.dtype)).astype(arr.dtype)
+    return np.concatenate([arr, alpha[:, :, np.newaxis]], axis=2)
+
+
+def _frame_array(frame: Image.Image) -> np.ndarray:
+    """One loaded Pillow frame -> ``(H, W, C)`` uint8 or uint16 grey, by the table above."""
+    mode = frame.mode
+    key = frame.info.get("transparency")
+    if mode in ("P", "PA"):
+        palette_alpha = frame.palette is not None and frame.palette.mode == "RGBA"
+        target = "RGBA" if key is not None or mode == "PA" or palette_alpha else "RGB"
+        return np.asarray(_pillow(lambda: frame.convert(target)))
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        arr = _bands(np.asarray(frame))
+    elif mode == "1":
+        arr = _bands(np.asarray(_pillow(lambda: frame.convert("L"))))
+        if isinstance(key, int):
+            key = 255 if key else 0
+    elif mode.startswith("I;16"):
+        arr = _bands(np.asarray(frame).astype(np.uint16))
+    elif mode in ("I", "F"):
+        arr = _bands(_to_uint16(np.asarray(frame)))
+    elif mode == "La":
+        arr = np.asarray(_pillow(lambda: frame.convert("LA")))
+    elif mode == "RGBa":
+        arr = np.asarray(_pillow(lambda: frame.convert("RGBA")))
+    else:  # RGBX, CMYK, YCbCr, LAB, HSV and anything else Pillow can turn into RGB
+        arr = np.asarray(_pillow(lambda: frame.convert("RGB")))
+        key = None
+    if key is not None and arr.shape[2] in (1, 3):
+        keyed = _with_key_alpha(arr, key)
+        if keyed is not None:
+            arr = _to_uint8(keyed) if keyed.dtype == np.uint16 else keyed
+    return arr
+
+
+def _layout(arrays: list[np.ndarray] | tuple[np.ndarray, ...]) -> tuple[int, type[np.generic]]:
+    """Common band count and dtype for arrays: grey only if all are, alpha if any has it."""
+    grey = all(a.shape[2] <= 2 for a in arrays)
+    alpha = any(a.shape[2] in (2, 4) for a in arrays)
+    bands = (1 if grey else 3) + (1 if alpha else 0)
+    sixteen = bands == 1 and all(a.dtype == np.uint16 for a in arrays)
+    return bands, (np.uint16 if sixteen else np.uint8)
+
+
+def _convert(arr: np.ndarray, bands: int, dtype: type[np.generic]) -> np.ndarray:
+    """Bring ``(H, W, C)`` to ``bands`` bands of ``dtype``: replicate grey, add opaque alpha."""
+    if arr.dtype != dtype:
+        arr = _to_uint8(arr)  # _layout only keeps uint16 when every array is uint16
+    colour = arr[:, :, : 1 if arr.shape[2] <= 2 else 3]
+    alpha = arr[:, :, -1:] if arr.shape[2] in (2, 4) else None
+    if bands >= 3 and colour.shape[2] == 1:
+        colour = np.repeat(colour, 3, axis=2)
+    if bands in (2, 4):
+        parts = [colour, alpha if alpha is not None else _opaque(arr)]
+        return np.concatenate(parts, axis=2)
+    return colour
+
+
+def _mode_of(bands: int, dtype: type[np.generic] | np.dtype[np.generic]) -> str:
+    return "I;16" if np.dtype(dtype) == np.uint16 else _MODE_OF_BANDS_8[bands]
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    out = np.ascontiguousarray(arr)
+    out.flags.writeable = False
+    return out
+
+
+# EXIF orientation -> the array operation that displays the stored pixels upright
+# (the same transposes as PIL.ImageOps.exif_transpose).
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, k=-1),
+    7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, k=1),
+}
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(0x0112, 1)
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc) from None
+    except _PIL_ERRORS:
+        return 1  # an unreadable EXIF block: show the pixels as stored, as browsers do
+    return value if isinstance(value, int) and value in _ORIENT else 1
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_image(
+    img: Image.Image,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+) -> Decoded:
+    """Normalise an opened Pillow image, every frame, after checking the caps.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        An image from ``Image.open`` (not yet loaded is best) or made in memory.
+        A multi-frame image is left seeked to the frame it was on.
+    max_pixels, max_frames : int
+        The caps, as for :func:`decode`.
+
+    Returns
+    -------
+    Decoded
+
+    Raises
+    ------
+    TooManyPixelsError, DecodeError
+        As :func:`decode`.
+    """
+    n_frames = _frame_count(img)
+    width, height = img.size
+    _check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=max_frames)
+    start = img.tell() if n_frames > 1 else 0
+    arrays: list[np.ndarray] = []
+    durations: list[int] = []
+    try:
+        for index in range(n_frames):
+            if n_frames > 1:
+                _pillow(partial(img.seek, index))
+            if img.size != (width, height):
+                raise DecodeError(
+                    f"frame {index} is {img.size[0]}x{img.size[1]}, "
+                    f"unlike the first frame's {width}x{height}"
+                )
+            _pillow(img.load)
+            arrays.append(_frame_array(img))
+            duration = img.info.get("duration", 0)
+            durations.append(round(duration) if isinstance(duration, (int, float)) else 0)
+        if n_frames > 1:
+            _pillow(lambda: img.seek(0))
+        orientation = _orientation(img)
+    finally:
+        if n_frames > 1 and img.tell() != start:
+            with contextlib.suppress(DecodeError):  # best effort; keep the first error
+                _pillow(lambda: img.seek(start))
+    bands, dtype = _layout(arrays)
+    turn = _ORIENT.get(orientation)
+    frames = []
+    for arr in arrays:
+        out = _convert(arr, bands, dtype)
+        frames.append(_frozen(turn(out) if turn is not None else out))
+    height_out, width_out = frames[0].shape[:2]
+    return Decoded(
+        frames=tuple(frames),
+        mode=_mode_of(bands, dtype),
+        size=(width_out, height_out),
+        data_range=_peak(dtype),
+        format=img.format,
+        durations=tuple(durations),
+    )
+
+
+def decode(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+) -> Decoded:
+    """Decode image bytes into normalised frames (see the module docstring).
+
+    Parameters
+    ----------
+    data : bytes
+        The encoded image, any format Pillow reads.
+    max_pixels : int
+        Most pixels allowed in one frame and over all frames together.
+    max_frames : int
+        Most frames allowed.
+
+    Returns
+    -------
+    Decoded
+
+    Raises
+    ------
+    TooManyPixelsError
+        Over the pixel cap; raised from the header, before the pixels are decoded.
+    DecodeError
+        Empty, not an image, truncated or corrupt, or over the frame cap; the message
+        names the cause.
+    """
+    with _open(bytes(data)) as img:
+        return decode_image(img, max_pixels=max_pixels, max_frames=max_frames)
+
+
+def decode_path(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_frames: int = DEFAULT_MAX_FRAMES,
+) -> Decoded:
+    """Read a file and decode it (see :func:`decode`).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The image file.
+    max_pixels, max_frames : int
+        The caps, as for :func:`decode`.
+
+    Returns
+    -------
+    Decoded
+
+    Raises
+    ------
+    StoreError
+        The file cannot be read; the message names the path.
+    DecodeError
+        As :func:`decode`.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from None
+    return decode(data, max_pixels=max_pixels, max_frames=max_frames)
+
+
+def harmonise(a: Decoded, b: Decoded) -> tuple[Decoded, Decoded]:
+    """Bring two decoded images to one band layout and dtype for a pixel-by-pixel comparison.
+
+    Grey against colour makes both colour (grey replicated); alpha on one side only
+    adds an opaque alpha band (the dtype's maximum) to the other; 16-bit against
+    8-bit converts the 16-bit side with rounding, ``(v + 128) // 257``. An image
+    already in the common layout is returned as is (the same object, no copy).
+
+    Parameters
+    ----------
+    a, b : Decoded
+        The two images. Sizes and frame counts are not checked here.
+
+    Returns
+    -------
+    tuple of Decoded
+        ``a`` and ``b`` in the common layout, in that order.
+    """
+    bands, dtype = _layout([a.frames[0], b.frames[0]])
+    return _harmonised(a, bands, dtype), _harmonised(b, bands, dtype)
+
+
+def _harmonised(image: Decoded, bands: int, dtype: type[np.generic]) -> Decoded:
+    first = image.frames[0]
+    if first.shape[2] == bands and first.dtype == dtype:
+        return image
+    return Decoded(
+        frames=tuple(_frozen(_convert(f, bands, dtype)) for f in image.frames),
+        mode=_mode_of(bands, dtype),
+        size=image.size,
+        data_range=_peak(dtype),
+        format=image.format,
+        durations=image.durations,
+    )
