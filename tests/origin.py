@@ -49,6 +49,7 @@ class RequestRecord:
     headers: dict[str, str]
     status: int | None = None
     fault: str | None = None
+    at: float = field(default_factory=time.monotonic)  # when the request line was read
 
 
 @dataclass
@@ -257,9 +258,9 @@ class Origin:
             return self._counter.by_path_peak.get(_norm(path), 0)
 
     # -- used by the handler -----------------------------------------------------------------
-    def _begin(self, record: RequestRecord, sock: socket.socket) -> tuple[
-        _Published | None, _Fault | None
-    ]:
+    def _begin(
+        self, record: RequestRecord, sock: socket.socket
+    ) -> tuple[_Published | None, _Fault | None]:
         key = urlsplit(record.path).path
         with self._lock:
             self.requests.append(record)
@@ -409,9 +410,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Close the connection with RST (SO_LINGER on, 0 s)."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
 
     def _fault(self, flt: _Fault, pub: _Published | None, *, head: bool) -> bool:

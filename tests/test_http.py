@@ -1,0 +1,540 @@
+"""Tests of fetcher.http: responses-based unit tests and real-loopback fault tests."""
+
+from __future__ import annotations
+
+import email.utils
+import gzip
+import io
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+import responses
+from origin import Origin
+from responses import matchers
+from responses.registries import OrderedRegistry
+
+from fetcher.config import HttpConfig
+from fetcher.errors import (
+    FetchConnectionError,
+    FetchError,
+    FetchTimeoutError,
+    HTTPStatusError,
+    TooLargeError,
+    UrlError,
+)
+from fetcher.http import Fetcher, Validators, make_session, parse_retry_after
+
+URL = "http://images.example/a.png"
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+class FakeTime:
+    """A monotonic clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def clock(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+def make(fake: FakeTime, **http: object) -> Fetcher:
+    cfg = HttpConfig(**{"retries": 3, "backoff": 0.5, "backoff_max": 30.0, **http})  # type: ignore[arg-type]
+    return Fetcher(cfg, sleep=fake.sleep, clock=fake.clock)
+
+
+# -- conditional requests ----------------------------------------------------------------------
+
+
+@responses.activate
+def test_conditional_headers_sent_verbatim_and_304(fake: FakeTime) -> None:
+    etag = 'W/"abc-123"'
+    lm = "Wed, 21 Oct 2015 07:28:00 GMT"
+    responses.get(
+        URL,
+        status=304,
+        headers={"ETag": etag},
+        match=[matchers.header_matcher({"If-None-Match": etag, "If-Modified-Since": lm})],
+    )
+    with make(fake) as f:
+        r = f.fetch(URL, Validators(etag=etag, last_modified=lm))
+    assert r.not_modified and r.status == 304 and r.body is None
+    assert r.etag == etag
+    assert r.last_modified == lm  # absent from the 304: the one sent is kept
+    assert r.attempts == 1 and not fake.sleeps
+
+
+@responses.activate
+def test_unconditional_request_has_no_validators_and_returns_body(fake: FakeTime) -> None:
+    responses.get(
+        URL,
+        body=PNG,
+        content_type="image/png",
+        headers={"ETag": '"e1"', "Last-Modified": "Tue, 20 Oct 2015 07:28:00 GMT"},
+    )
+    with make(fake) as f:
+        r = f.fetch(URL)
+    sent = responses.calls[0].request.headers
+    assert "If-None-Match" not in sent and "If-Modified-Since" not in sent
+    assert r.status == 200 and r.body == PNG and not r.not_modified
+    assert (r.etag, r.last_modified, r.content_type) == (
+        '"e1"',
+        "Tue, 20 Oct 2015 07:28:00 GMT",
+        "image/png",
+    )
+    assert r.url == URL
+
+
+@responses.activate
+def test_200_to_a_conditional_request_is_a_normal_answer(fake: FakeTime) -> None:
+    responses.get(URL, body=PNG, headers={"ETag": '"new"'})
+    with make(fake) as f:
+        r = f.fetch(URL, Validators(etag='"old"'))
+    assert r.status == 200 and r.body == PNG and r.etag == '"new"'
+
+
+@responses.activate
+def test_gzip_body_is_decoded(fake: FakeTime) -> None:
+    responses.get(URL, body=gzip.compress(PNG), headers={"Content-Encoding": "gzip"})
+    with make(fake) as f:
+        assert f.fetch(URL).body == PNG
+
+
+# -- retries -----------------------------------------------------------------------------------
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_retry_on_503_twice_then_200(fake: FakeTime) -> None:
+    responses.get(URL, status=503)
+    responses.get(URL, status=503)
+    responses.get(URL, body=PNG)
+    with make(fake, backoff=0.5, backoff_max=30.0) as f:
+        r = f.fetch(URL)
+    assert r.attempts == 3 and r.body == PNG
+    assert len(responses.calls) == 3
+    # full-jitter exponential backoff: n-th wait in [0, backoff * 2**(n-1)]
+    assert len(fake.sleeps) <= 2
+    for n, s in enumerate(fake.sleeps, start=1):
+        assert 0 < s <= 0.5 * 2 ** (n - 1)
+    assert r.elapsed == pytest.approx(sum(fake.sleeps))
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_backoff_is_capped_by_backoff_max(fake: FakeTime) -> None:
+    for _ in range(5):
+        responses.get(URL, status=500)
+    with make(fake, retries=4, backoff=10.0, backoff_max=1.0) as f, pytest.raises(HTTPStatusError):
+        f.fetch(URL)
+    assert len(responses.calls) == 5
+    assert all(0 <= s <= 1.0 for s in fake.sleeps)
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 504])
+@responses.activate(registry=OrderedRegistry)
+def test_retryable_statuses(fake: FakeTime, status: int) -> None:
+    responses.get(URL, status=status)
+    responses.get(URL, body=PNG)
+    with make(fake) as f:
+        assert f.fetch(URL).attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "phrase"), [(404, "Not Found"), (403, "Forbidden"), (410, "Gone")]
+)
+@responses.activate
+def test_no_retry_on_other_4xx(fake: FakeTime, status: int, phrase: str) -> None:
+    responses.get(URL, status=status)
+    with make(fake) as f, pytest.raises(HTTPStatusError) as info:
+        f.fetch(URL)
+    assert len(responses.calls) == 1 and not fake.sleeps
+    err = info.value
+    assert err.status == status and err.reason == f"http-{status}" and err.url == URL
+    assert str(err) == f"GET {URL}: {status} {phrase}"
+
+
+@responses.activate
+def test_status_error_after_retries_says_how_many(fake: FakeTime) -> None:
+    responses.get(URL, status=503)
+    with make(fake, retries=2) as f, pytest.raises(HTTPStatusError) as info:
+        f.fetch(URL)
+    assert len(responses.calls) == 3
+    assert info.value.status == 503 and info.value.reason == "http-503"
+    assert str(info.value) == f"GET {URL}: 503 Service Unavailable (after 3 attempts)"
+
+
+@responses.activate
+def test_connection_error_after_retries(fake: FakeTime) -> None:
+    responses.get(URL, body=requests.exceptions.ConnectionError("refused"))
+    with make(fake, retries=2) as f, pytest.raises(FetchConnectionError) as info:
+        f.fetch(URL)
+    assert len(responses.calls) == 3 and len(fake.sleeps) <= 2
+    assert info.value.reason == "connection" and info.value.url == URL
+    assert str(info.value).startswith(f"GET {URL}: ")
+    assert "\n" not in str(info.value)
+
+
+@responses.activate
+def test_read_timeout_is_retried_then_timeout(fake: FakeTime) -> None:
+    responses.get(URL, body=requests.exceptions.ReadTimeout("slow"))
+    with make(fake, retries=1, read_timeout=7.0) as f, pytest.raises(FetchTimeoutError) as info:
+        f.fetch(URL)
+    assert len(responses.calls) == 2
+    assert info.value.reason == "timeout"
+    assert "no answer within 7 s (read timeout)" in str(info.value)
+    assert isinstance(info.value, TimeoutError)
+
+
+# -- Retry-After -------------------------------------------------------------------------------
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_retry_after_seconds_honoured(fake: FakeTime) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "7"})
+    responses.get(URL, body=PNG)
+    with make(fake, backoff=0.5) as f:
+        r = f.fetch(URL)
+    assert r.attempts == 2
+    assert fake.sleeps == [pytest.approx(7.0)]  # the server's wait replaces the backoff
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_retry_after_http_date_honoured(fake: FakeTime) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=20)
+    responses.get(
+        URL, status=503, headers={"Retry-After": email.utils.format_datetime(when, usegmt=True)}
+    )
+    responses.get(URL, body=PNG)
+    with make(fake) as f:
+        assert f.fetch(URL).attempts == 2
+    assert len(fake.sleeps) == 1
+    assert 18.0 <= fake.sleeps[0] <= 20.5  # the date has one-second resolution
+
+
+@responses.activate
+def test_retry_after_over_cap_fails_at_once(fake: FakeTime) -> None:
+    responses.get(URL, status=429, headers={"Retry-After": "3600"})
+    with make(fake, retry_after_max=60.0) as f, pytest.raises(HTTPStatusError) as info:
+        f.fetch(URL)
+    assert len(responses.calls) == 1 and not fake.sleeps
+    assert info.value.status == 429
+    assert "cap" in str(info.value)
+
+
+def test_parse_retry_after_forms() -> None:
+    now = datetime(2015, 10, 21, 7, 28, 0, tzinfo=UTC)
+    assert parse_retry_after("120", now=now) == 120.0
+    assert parse_retry_after(" 0 ", now=now) == 0.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:29:30 GMT", now=now) == 90.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now=now) == 0.0  # past
+    assert parse_retry_after("soon", now=now) is None
+    assert parse_retry_after("-5", now=now) is None
+    assert parse_retry_after(None) is None
+
+
+# -- byte cap ----------------------------------------------------------------------------------
+
+
+class _CountingRaw(io.RawIOBase):
+    """A body that records how much of it was read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray) -> int:  # type: ignore[override]
+        n = min(len(b), len(self.data) - self.pos)
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+@responses.activate
+def test_content_length_over_cap_is_refused_without_reading(fake: FakeTime) -> None:
+    raw = _CountingRaw(bytes(5000))
+    responses.get(URL, body=io.BufferedReader(raw), headers={"Content-Length": "5000"})
+    with make(fake, max_bytes=4096) as f, pytest.raises(TooLargeError) as info:
+        f.fetch(URL)
+    assert raw.pos == 0
+    assert len(responses.calls) == 1
+    assert info.value.reason == "too-large"
+    assert str(info.value) == f"GET {URL}: body over 4 KiB cap (Content-Length 5000)"
+
+
+@responses.activate
+def test_streamed_body_over_cap_without_length(fake: FakeTime) -> None:
+    responses.get(URL, body=bytes(10_000))
+    with make(fake, max_bytes=4096) as f, pytest.raises(TooLargeError):
+        f.fetch(URL)
+    answer = responses.calls[0].response
+    assert isinstance(answer, requests.Response)
+    assert "Content-Length" not in answer.headers
+    assert len(responses.calls) == 1  # not retried
+
+
+@responses.activate
+def test_cap_counts_decoded_bytes(fake: FakeTime) -> None:
+    packed = gzip.compress(bytes(100_000))
+    assert len(packed) < 4096
+    responses.get(
+        URL,
+        body=packed,
+        headers={"Content-Encoding": "gzip", "Content-Length": str(len(packed))},
+    )
+    with make(fake, max_bytes=4096) as f, pytest.raises(TooLargeError):
+        f.fetch(URL)
+
+
+@responses.activate
+def test_body_exactly_at_cap_is_accepted(fake: FakeTime) -> None:
+    responses.get(URL, body=bytes(4096))
+    with make(fake, max_bytes=4096) as f:
+        assert len(f.fetch(URL).body or b"") == 4096
+
+
+# -- URLs and redirects ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://images.example/a.png", "file:///etc/passwd", "a.png", "http://", "http://h:99999/"],
+)
+@responses.activate
+def test_bad_url_is_refused(fake: FakeTime, url: str) -> None:
+    with make(fake) as f, pytest.raises(UrlError) as info:
+        f.fetch(url)
+    assert info.value.reason == "bad-url"
+    assert not responses.calls
+
+
+@responses.activate(registry=OrderedRegistry)
+def test_redirect_followed_and_final_url_reported(fake: FakeTime) -> None:
+    responses.get(URL, status=301, headers={"Location": "/b.png"})
+    responses.get("http://images.example/b.png", body=PNG)
+    with make(fake) as f:
+        r = f.fetch(URL)
+    assert r.url == "http://images.example/b.png" and r.body == PNG and r.attempts == 1
+
+
+@responses.activate
+def test_redirect_to_file_scheme_is_refused(fake: FakeTime) -> None:
+    responses.get(URL, status=302, headers={"Location": "file:///etc/passwd"})
+    with make(fake) as f, pytest.raises(FetchError) as info:
+        f.fetch(URL)
+    assert info.value.reason == "redirect"
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_too_many_redirects(fake: FakeTime) -> None:
+    for i in range(4):
+        responses.get(f"http://images.example/{i}", status=302, headers={"Location": f"/{i + 1}"})
+    with make(fake, max_redirects=2) as f, pytest.raises(FetchError) as info:
+        f.fetch("http://images.example/0")
+    assert info.value.reason == "redirects"
+    assert len(responses.calls) == 3  # the first request and two redirects followed
+
+
+# -- sessions ----------------------------------------------------------------------------------
+
+
+@responses.activate
+def test_callers_session_is_used_and_not_closed(
+    fake: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    responses.get(URL, body=PNG)
+    session = requests.Session()
+    session.headers["X-Caller"] = "yes"
+    closed: list[bool] = []
+    monkeypatch.setattr(session, "close", lambda: closed.append(True))
+    cfg = HttpConfig(user_agent="fetcher-test/9", headers={"X-Extra": "1"})
+    with Fetcher(cfg, session=session, sleep=fake.sleep, clock=fake.clock) as f:
+        assert f.session is session
+        f.fetch(URL)
+    sent = responses.calls[0].request.headers
+    assert sent["X-Caller"] == "yes"  # the caller's session did the request
+    assert sent["User-Agent"] == "fetcher-test/9" and sent["X-Extra"] == "1"  # ours applied too
+    assert not closed
+
+
+def test_own_session_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    f = Fetcher(HttpConfig())
+    closed: list[bool] = []
+    monkeypatch.setattr(f.session, "close", lambda: closed.append(True))
+    with f:
+        pass
+    assert closed == [True]
+
+
+def test_make_session_settings() -> None:
+    cfg = HttpConfig(user_agent="ua/1", headers={"X-A": "b"}, max_redirects=3)
+    with make_session(cfg, pool_size=7) as s:
+        assert s.headers["User-Agent"] == "ua/1" and s.headers["X-A"] == "b"
+        assert s.max_redirects == 3
+        adapter = s.get_adapter("https://x/")
+        assert adapter._pool_maxsize == 7  # type: ignore[attr-defined]
+        assert adapter.max_retries.total == 0  # type: ignore[attr-defined]
+
+
+# -- real loopback -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    with Origin() as o:
+        yield o
+
+
+def real(**http: object) -> Fetcher:
+    base: dict[str, object] = {"retries": 2, "backoff": 0.01, "backoff_max": 0.05}
+    return Fetcher(HttpConfig(**{**base, **http}), per_host=4)  # type: ignore[arg-type]
+
+
+def test_loopback_roundtrip_and_304(origin: Origin) -> None:
+    origin.publish("/a.png", PNG)
+    with real() as f:
+        first = f.fetch(origin.url("/a.png"))
+        second = f.fetch(origin.url("/a.png"), Validators(first.etag, first.last_modified))
+    assert first.body == PNG and second.not_modified
+    log = origin.requests_for("/a.png")
+    assert log[1].headers["If-None-Match"] == first.etag
+    assert log[1].headers["If-Modified-Since"] == first.last_modified
+    assert [r.status for r in log] == [200, 304]
+
+
+def test_trickle_is_cut_at_deadline(origin: Origin) -> None:
+    origin.publish("/slow.png", PNG[:200])
+    origin.fault("/slow.png", "trickle", interval=0.05)  # 200 bytes: 10 s in all
+    t0 = time.monotonic()
+    with real(deadline=1.5, read_timeout=30.0) as f, pytest.raises(FetchTimeoutError) as info:
+        f.fetch(origin.url("/slow.png"))
+    elapsed = time.monotonic() - t0
+    assert info.value.reason == "deadline"
+    assert 1.4 <= elapsed < 4.0
+    assert len(origin.requests_for("/slow.png")) == 1  # a deadline hit is not retried
+
+
+def test_stall_is_a_read_timeout_and_retried(origin: Origin) -> None:
+    origin.publish("/stall.png", PNG)
+    origin.fault("/stall.png", "stall", seconds=3.0)
+    with real(read_timeout=0.3, retries=1) as f, pytest.raises(FetchTimeoutError) as info:
+        f.fetch(origin.url("/stall.png"))
+    assert info.value.reason == "timeout"
+    assert len(origin.requests_for("/stall.png")) == 2
+
+
+def test_gzip_bomb_is_too_large(origin: Origin) -> None:
+    origin.fault("/bomb.png", "gzip-bomb", size=64 << 20)
+    t0 = time.monotonic()
+    with real(max_bytes=1 << 20) as f, pytest.raises(TooLargeError) as info:
+        f.fetch(origin.url("/bomb.png"))
+    assert "1 MiB cap" in str(info.value)
+    assert time.monotonic() - t0 < 10
+
+
+def test_huge_content_length_is_too_large(origin: Origin) -> None:
+    origin.fault("/huge.png", "huge-length")
+    with real() as f, pytest.raises(TooLargeError):
+        f.fetch(origin.url("/huge.png"))
+    assert len(origin.requests_for("/huge.png")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("reset", "connection dropped"),
+        ("truncate", f"truncated ({len(PNG) // 2} of {len(PNG)} bytes"),
+    ],
+)
+def test_broken_connection_every_time(origin: Origin, kind: str, words: str) -> None:
+    origin.publish("/r.png", PNG)
+    origin.fault("/r.png", kind)
+    with real(retries=2) as f, pytest.raises(FetchConnectionError) as info:
+        f.fetch(origin.url("/r.png"))
+    assert info.value.reason == "connection"
+    assert words in str(info.value) and str(info.value).endswith("(after 3 attempts)")
+    assert len(origin.requests_for("/r.png")) == 3
+
+
+def test_truncated_body_is_retried(origin: Origin) -> None:
+    origin.publish("/t.png", PNG)
+    origin.fault("/t.png", "truncate", times=1)
+    with real() as f:
+        r = f.fetch(origin.url("/t.png"))
+    assert r.body == PNG and r.attempts == 2
+
+
+def test_redirect_loop(origin: Origin) -> None:
+    origin.fault("/loop", "redirect", location="/loop2")
+    origin.fault("/loop2", "redirect", location="/loop")
+    with real() as f, pytest.raises(FetchError) as info:
+        f.fetch(origin.url("/loop"))
+    assert info.value.reason == "redirects"
+    assert len(origin.requests) <= 6
+
+
+def test_redirect_to_file_scheme_on_loopback(origin: Origin) -> None:
+    origin.fault("/evil", "redirect", location="file:///etc/passwd")
+    with real() as f, pytest.raises(FetchError) as info:
+        f.fetch(origin.url("/evil"))
+    assert info.value.reason == "redirect" and "file:///etc/passwd" in str(info.value)
+
+
+def test_retry_after_cools_down_the_host_for_every_worker(origin: Origin) -> None:
+    origin.publish("/a.png", PNG)
+    origin.publish("/b.png", PNG)
+    origin.fault("/a.png", "retry-after", code=429, value="1", times=1)
+    with real(retries=1) as f:
+        got: dict[str, int] = {}
+
+        def worker(path: str) -> None:
+            got[path] = f.fetch(origin.url(path)).status
+
+        a = threading.Thread(target=worker, args=("/a.png",))
+        a.start()
+        deadline = time.monotonic() + 5
+        while not any(r.status == 429 for r in origin.requests_for("/a.png")):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        b = threading.Thread(target=worker, args=("/b.png",))
+        b.start()
+        a.join(5)
+        b.join(5)
+    assert got == {"/a.png": 200, "/b.png": 200}
+    told = origin.requests_for("/a.png")[0].at
+    assert origin.requests_for("/b.png")[0].at - told >= 0.9  # b waited for a's cooldown
+    assert origin.requests_for("/a.png")[1].at - told >= 0.9
+
+
+@pytest.mark.parametrize("per_host", [2, 4])
+def test_per_host_concurrency_limit(origin: Origin, per_host: int) -> None:
+    paths = [f"/p{i}.png" for i in range(8)]
+    for p in paths:
+        origin.publish(p, PNG)
+        origin.fault(p, "stall", seconds=0.25)  # hold each request a while, then serve
+    cfg = HttpConfig(retries=0)
+    with Fetcher(cfg, per_host=per_host, pool_size=8) as f:
+        threads = [threading.Thread(target=f.fetch, args=(origin.url(p),)) for p in paths]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+    assert len(origin.requests) == 8
+    assert all(r.status == 200 for r in origin.requests)
+    assert origin.peak_concurrency == per_host
