@@ -129,8 +129,6 @@ def _hash8(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
-
-
 def validate_url(url: str) -> str:
     """Check that ``url`` can be fetched: http or https, a host, no spaces or control characters.
 
@@ -226,16 +224,15 @@ def _with_query(name: str, query: str) -> str:
 def _url_segments(path: str) -> list[str]:
     """Percent-decode the segments of a URL path and resolve dot segments without escaping."""
     out: list[str] = []
+    segment = ""
     for raw in path.split("/"):
         segment = unquote(raw, encoding="utf-8", errors="replace")
-        if segment in ("", "."):
-            continue
         if segment == "..":
             if out:
                 out.pop()
-            continue
-        out.append(segment)
-    if not out or path.endswith("/") or path.endswith(("/.", "/..")):
+        elif segment not in ("", "."):
+            out.append(segment)
+    if not out or segment in ("", ".", ".."):  # the path names a folder
         out.append(INDEX_NAME)
     return out
 

@@ -60,6 +60,9 @@ URL_CASES = [
     ("http://h/%2e%2e/%2E%2E/x.jpg", "h/x.jpg"),
     ("http://h/a/./b.jpg", "h/a/b.jpg"),
     ("http://h/a/..", "h/index"),
+    ("http://h/a/b/..", "h/a/index"),
+    ("http://h/a/b/%2E%2e", "h/a/index"),
+    ("http://h/a/b/%2e", "h/a/b/index"),
     # unicode: NFC, IDNA host kept as written
     ("http://h/cafe%CC%81.jpg", "h/café.jpg"),
     ("http://xn--bcher-kva.de/b.jpg", "xn--bcher-kva.de/b.jpg"),
