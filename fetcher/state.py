@@ -1,0 +1,335 @@
+"""The state kept between runs: per URL, its validators and what fetcher last left on disk.
+
+One SQLite file, ``DEST/.fetcher/state.sqlite3`` by default, in WAL mode, with one
+table ``records`` keyed by URL (and indexed by path). The schema is versioned with
+``PRAGMA user_version``. A file that cannot be used (not a database, corrupted,
+truncated, written by a newer fetcher) is a ``StateError`` naming the file; it is
+never reset behind the user's back. The one exception is a zero-byte file with no
+``-wal`` beside it: SQLite writes nothing until the first commit, so such a file has
+never held a record (a run killed while creating it) and is initialised.
+
+Safety does not depend on the state being complete: validators are only used when
+the file on disk still has the size and mtime recorded for it (``validators_for``),
+and a record is only written after its file is durably on disk, so a lost or stale
+record costs a full download, never a wrong ``unchanged``.
+
+Writes are buffered and committed in batches (every ``BATCH_SIZE`` puts or
+``BATCH_SECONDS``), and on ``flush()``/``close()``. A ``State`` belongs to the thread
+that opened it (SQLite's ``check_same_thread``): the sync coordinator, not the workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from .errors import StateError
+from .store import FileInfo
+
+__all__ = ["BATCH_SECONDS", "BATCH_SIZE", "SCHEMA_VERSION", "Record", "State"]
+
+SCHEMA_VERSION = 1
+BATCH_SIZE = 200
+BATCH_SECONDS = 1.0
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# Misuse of the connection (e.g. from another thread) is a bug, not a state fault.
+_MISUSE = (sqlite3.ProgrammingError, sqlite3.InterfaceError)
+_AFRESH = "move it aside to start afresh (the next run then downloads every URL in full)"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What fetcher knows of one URL after its last check.
+
+    ``path`` is relative to the destination; ``size``, ``mtime_ns`` and ``sha256``
+    describe the file on disk as fetcher left it (None if it left none); ``outcome``
+    is ``new``, ``changed``, ``unchanged`` or ``failed``; ``checked`` and ``changed``
+    are POSIX times of the last check and the last write.
+    """
+
+    url: str
+    path: str
+    etag: str | None
+    last_modified: str | None
+    size: int | None
+    mtime_ns: int | None
+    sha256: str | None
+    outcome: str
+    reason: str
+    checked: float
+    changed: float | None
+
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
+_SCHEMA = """
+CREATE TABLE records (
+    url TEXT PRIMARY KEY NOT NULL,
+    path TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    size INTEGER,
+    mtime_ns INTEGER,
+    sha256 TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    checked REAL NOT NULL,
+    changed REAL
+);
+CREATE INDEX records_path ON records (path);
+"""
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM records WHERE url = ?"
+_UPSERT = (
+    f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+
+
+def _unusable(path: Path, why: str) -> StateError:
+    return StateError(f"state file {str(path)!r} cannot be used: {why}; {_AFRESH}")
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is plainly not an SQLite database before SQLite touches it."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise _unusable(path, exc.strerror or str(exc)) from None
+    if head and head != _SQLITE_MAGIC[: len(head)]:
+        raise _unusable(path, "it is not an SQLite database")
+    if not head and os.path.exists(f"{path}-wal"):
+        return  # the database so far lives in the write-ahead log; SQLite recovers it
+    if head and len(head) < len(_SQLITE_MAGIC):
+        raise _unusable(path, "it is truncated")
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    """Check version, integrity and tables, then switch to WAL and create the schema if new."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise _unusable(
+            path,
+            f"it was written by a newer fetcher (schema {version}; this one reads "
+            f"schema {SCHEMA_VERSION})",
+        )
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        found = " ".join(" ".join(map(str, problems[:3])).split())  # one line, for the CLI
+        raise _unusable(path, f"it is corrupted ({found[:200]})")
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if version == 0 and tables:
+        raise _unusable(path, "it is an SQLite database but not a fetcher state")
+    have = [row[1] for row in conn.execute("PRAGMA table_info(records)")]
+    if version > 0 and tuple(have) != _COLUMNS:
+        raise _unusable(path, "its records table does not have the columns of this schema")
+    # Only now, with the file known to be ours, change anything in it.
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise _unusable(path, f"SQLite refused WAL mode (journal mode {mode!r})")
+    conn.execute("PRAGMA synchronous=NORMAL")  # WAL: commits stay consistent, fsync per checkpoint
+    if version == 0:
+        conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+
+class State:
+    """The state database of one destination; open it with ``State.open(path)``.
+
+    ``get`` sees every ``put`` at once, including those not yet committed. Use it as a
+    context manager, or call ``close()`` in a ``finally``, so that the last batch is
+    committed even when the run is interrupted. Only the thread that opened it may use
+    it; from any other thread SQLite raises ``sqlite3.ProgrammingError`` (a bug in the
+    caller, deliberately not turned into ``StateError``).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = conn
+        self._pending: dict[str, Record] = {}
+        self._last_commit = time.monotonic()
+
+    @classmethod
+    def open(cls, path: Path) -> State:
+        """Open the state at ``path``, creating it (and its folders) if missing.
+
+        Parameters
+        ----------
+        path : Path
+            The SQLite file, e.g. ``DEST/.fetcher/state.sqlite3``.
+
+        Returns
+        -------
+        State
+            The open state, in WAL mode, at ``SCHEMA_VERSION``.
+
+        Raises
+        ------
+        StateError
+            The folder or file cannot be created or opened, or the file is not an
+            SQLite database, is corrupted or truncated, is not a fetcher state, or was
+            written by a newer schema. The message names the file and says to move
+            it aside to start afresh.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _unusable(path, f"cannot create its folder: {exc.strerror or exc}") from None
+        _check_header(path)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise _unusable(path, str(exc)) from None
+        try:
+            _prepare(conn, path)
+        except sqlite3.Error as exc:
+            conn.close()
+            if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise _unusable(path, f"it is corrupted or truncated ({exc})") from None
+            raise _unusable(path, str(exc)) from None
+        except StateError:
+            conn.close()
+            raise
+        return cls(conn, path)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StateError(f"state file {str(self.path)!r} is already closed")
+        return self._conn
+
+    def get(self, url: str) -> Record | None:
+        """The record of ``url``, or None if it has none.
+
+        Raises
+        ------
+        StateError
+            The database cannot be read.
+        """
+        pending = self._pending.get(url)
+        if pending is not None:
+            return pending
+        conn = self._connection()
+        try:
+            row = conn.execute(_SELECT, (url,)).fetchone()
+        except _MISUSE:
+            raise
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state file {str(self.path)!r}: {exc}") from None
+        return None if row is None else Record(*row)
+
+    def put(self, record: Record) -> None:
+        """Store ``record``, replacing the URL's previous one.
+
+        The write is buffered and committed with its batch: once ``BATCH_SIZE`` records
+        are pending or ``BATCH_SECONDS`` have passed since the last commit, or on
+        ``flush()`` and ``close()``.
+
+        Raises
+        ------
+        StateError
+            A batch commit fails (the batch stays pending).
+        """
+        self._connection()
+        self._pending[record.url] = record
+        due = time.monotonic() - self._last_commit >= BATCH_SECONDS
+        if len(self._pending) >= BATCH_SIZE or due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every pending record in one transaction.
+
+        Raises
+        ------
+        StateError
+            The commit fails; it is rolled back and the records stay pending.
+        """
+        conn = self._connection()
+        if self._pending:
+            rows = [dataclasses.astuple(record) for record in self._pending.values()]
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.executemany(_UPSERT, rows)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except _MISUSE:
+                raise
+            except sqlite3.Error as exc:
+                raise StateError(f"cannot write state file {str(self.path)!r}: {exc}") from None
+            self._pending.clear()
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        """Commit what is pending and close the database; closing twice is harmless.
+
+        Raises
+        ------
+        StateError
+            The last commit fails (the database is closed all the same).
+        """
+        if self._conn is None:
+            return
+        try:
+            self.flush()
+        finally:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def validators_for(
+        self, url: str, on_disk: FileInfo | None, *, path: str | None = None
+    ) -> Record | None:
+        """The record of ``url`` if its validators still describe the file on disk.
+
+        A file deleted, replaced or edited since fetcher wrote it has another size or
+        mtime; sending the old ``ETag``/``Last-Modified`` could then get a 304 for bytes
+        that are no longer there, so the URL must be fetched in full instead.
+
+        Parameters
+        ----------
+        url : str
+            The URL.
+        on_disk : FileInfo or None
+            ``store.file_info`` of its destination file now (None: no file).
+        path : str, optional
+            The destination path (relative to DEST) the file is now at; if given, a
+            record made for another path does not count.
+
+        Returns
+        -------
+        Record or None
+            The record if ``on_disk`` has exactly its recorded ``size`` and
+            ``mtime_ns`` (and, if given, its ``path``); otherwise None.
+
+        Raises
+        ------
+        StateError
+            The database cannot be read.
+        """
+        record = self.get(url)
+        if record is None or on_disk is None:
+            return None
+        if path is not None and record.path != path:
+            return None
+        if record.size != on_disk.size or record.mtime_ns != on_disk.mtime_ns:
+            return None
+        return record

@@ -1,0 +1,338 @@
+"""Tests for fetcher.state: round trips, batched commits, validators, and unusable state files."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fetcher.errors import StateError
+from fetcher.state import BATCH_SIZE, SCHEMA_VERSION, Record, State
+from fetcher.store import FileInfo, atomic_write, file_info
+
+
+def record(n: int = 0, **changes: object) -> Record:
+    base = Record(
+        url=f"https://example.org/img/{n}.png?v=1",
+        path=f"example.org/img/{n}.png",
+        etag=f'W/"etag-{n}"',
+        last_modified="Sun, 06 Nov 1994 08:49:37 GMT",
+        size=1000 + n,
+        mtime_ns=784111777_000_000_000 + n,
+        sha256=f"{n:064x}",
+        outcome="new",
+        reason="new",
+        checked=1_700_000_000.25 + n,
+        changed=1_700_000_000.5,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def committed(path: Path) -> int:
+    """Rows visible to another connection, i.e. committed."""
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "dest" / ".fetcher" / "state.sqlite3"
+
+
+# --- round trip and batching -------------------------------------------------------------
+
+
+def test_round_trip(db: Path) -> None:
+    records = [
+        record(1),
+        record(2, etag=None, last_modified=None, size=None, mtime_ns=None, sha256=None,
+               outcome="failed", reason="http-404", changed=None),
+        record(3, url="https://例え.jp/ünïcödé/ß.jpg", path="例え.jp/ünïcödé/ß.jpg"),
+    ]
+    with State.open(db) as state:
+        assert state.get(records[0].url) is None
+        for rec in records:
+            state.put(rec)
+        assert [state.get(rec.url) for rec in records] == records  # visible before commit
+    with State.open(db) as again:
+        assert [again.get(rec.url) for rec in records] == records
+        assert again.get("https://example.org/other") is None
+
+
+def test_put_replaces(db: Path) -> None:
+    with State.open(db) as state:
+        state.put(record(1))
+        state.flush()
+        state.put(record(1, outcome="changed", reason="dissimilar", size=5))
+        assert state.get(record(1).url) == record(1, outcome="changed", reason="dissimilar", size=5)
+    with State.open(db) as again:
+        assert again.get(record(1).url) == record(1, outcome="changed", reason="dissimilar", size=5)
+    assert committed(db) == 1
+
+
+def test_puts_are_batched(db: Path) -> None:
+    with State.open(db) as state:
+        for n in range(BATCH_SIZE - 1):
+            state.put(record(n))
+        assert committed(db) == 0
+        state.put(record(BATCH_SIZE - 1))  # the batch is full: committed
+        assert committed(db) == BATCH_SIZE
+        state.put(record(BATCH_SIZE))
+        assert committed(db) == BATCH_SIZE
+        state.flush()
+        assert committed(db) == BATCH_SIZE + 1
+    assert committed(db) == BATCH_SIZE + 1
+
+
+def test_puts_are_committed_after_a_second(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    with State.open(db) as state:
+        state.put(record(1))
+        clock[0] += 0.5
+        state.put(record(2))
+        assert committed(db) == 0
+        clock[0] += 0.6  # 1.1 s since the last commit (at open)
+        state.put(record(3))
+        assert committed(db) == 3
+
+
+def test_close_commits_and_a_second_state_sees_it(db: Path) -> None:
+    first = State.open(db)
+    first.put(record(7))
+    assert committed(db) == 0
+    first.close()
+    first.close()  # harmless
+    with State.open(db) as second:
+        assert second.get(record(7).url) == record(7)
+    with pytest.raises(StateError, match="closed"):
+        first.get(record(7).url)
+
+
+def test_interrupted_run_still_commits(db: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), State.open(db) as state:
+        state.put(record(1))
+        raise KeyboardInterrupt
+    assert committed(db) == 1
+
+
+def test_other_thread_is_a_bug_not_a_state_error(db: Path) -> None:
+    caught: list[BaseException] = []
+    with State.open(db) as state:
+
+        def use() -> None:
+            try:
+                state.get("https://example.org/x")
+            except BaseException as exc:
+                caught.append(exc)
+
+        thread = threading.Thread(target=use)
+        thread.start()
+        thread.join()
+    assert len(caught) == 1
+    assert isinstance(caught[0], sqlite3.ProgrammingError)
+    assert not isinstance(caught[0], StateError)
+
+
+# --- schema ------------------------------------------------------------------------------
+
+
+def test_wal_schema_version_and_path_index(db: Path) -> None:
+    with State.open(db) as state:
+        state.put(record(1))
+        state.flush()
+        assert os.path.exists(f"{db}-wal")
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            indexed = [
+                row[2]
+                for name, in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+                for row in conn.execute(f"PRAGMA index_info({name!r})")
+            ]
+            assert "path" in indexed
+            plan = " ".join(
+                str(row[-1])
+                for row in conn.execute(
+                    "EXPLAIN QUERY PLAN SELECT url FROM records WHERE path = ?", ("x",)
+                )
+            )
+            assert "records_path" in plan  # a path -> url lookup uses the index
+        finally:
+            conn.close()
+
+
+def test_zero_byte_file_is_initialised(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"")
+    with State.open(db) as state:
+        state.put(record(1))
+    assert committed(db) == 1
+
+
+def test_folder_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "dest").write_bytes(b"a file, not a folder")
+    db = tmp_path / "dest" / ".fetcher" / "state.sqlite3"
+    with pytest.raises(StateError, match="cannot create its folder") as caught:
+        State.open(db)
+    assert str(db) in str(caught.value)
+
+
+# --- unusable state files: an error naming the file, never a silent reset -----------------
+
+
+def populated(db: Path, count: int = 300) -> bytes:
+    with State.open(db) as state:
+        for n in range(count):
+            state.put(record(n))
+    assert not os.path.exists(f"{db}-wal")  # closing checkpointed everything into the file
+    return db.read_bytes()
+
+
+def assert_refused(db: Path, *fragments: str) -> None:
+    before = db.read_bytes()
+    with pytest.raises(StateError) as caught:
+        State.open(db)
+    message = str(caught.value)
+    assert str(db) in message
+    assert "move it aside" in message
+    for fragment in fragments:
+        assert fragment in message
+    assert db.read_bytes() == before  # untouched: nothing was reset
+
+
+def test_random_bytes(db: Path, rng: np.random.Generator) -> None:
+    db.parent.mkdir(parents=True)
+    db.write_bytes(rng.integers(0, 256, 8192, dtype=np.uint8).tobytes())
+    assert_refused(db, "not an SQLite database")
+
+
+def test_text_file(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    db.write_text("url,path\nhttps://example.org/a.png,a.png\n")
+    assert_refused(db, "not an SQLite database")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1])
+def test_truncated(db: Path, keep: float) -> None:
+    data = populated(db)
+    db.write_bytes(data[: int(len(data) * keep)])
+    assert_refused(db, "corrupted or truncated")
+
+
+def test_truncated_inside_header(db: Path) -> None:
+    data = populated(db)
+    db.write_bytes(data[:10])
+    assert_refused(db, "truncated")
+
+
+def test_corrupted_page(db: Path, rng: np.random.Generator) -> None:
+    data = bytearray(populated(db))
+    page = 4096
+    pages = len(data) // page
+    assert pages > 4
+    # A page deep in the file, not the schema page: only an integrity check finds it at open.
+    start = (pages - 2) * page
+    data[start : start + page] = rng.integers(0, 256, page, dtype=np.uint8).tobytes()
+    db.write_bytes(bytes(data))
+    assert_refused(db, "corrupted")
+
+
+def test_every_zeroed_page_is_found(db: Path) -> None:
+    data = populated(db)
+    page = 4096
+    for number in range(1, len(data) // page):  # page 0 holds the header and the schema
+        broken = bytearray(data)
+        broken[number * page : (number + 1) * page] = bytes(page)
+        db.write_bytes(bytes(broken))
+        with pytest.raises(StateError, match="corrupted") as caught:
+            State.open(db)
+        assert "\n" not in str(caught.value), f"page {number}"
+
+
+def test_newer_schema(db: Path) -> None:
+    populated(db, 1)
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    assert_refused(db, "newer fetcher", f"schema {SCHEMA_VERSION + 1}")
+
+
+def test_foreign_database(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE photos (id INTEGER)")
+    conn.commit()
+    conn.close()
+    assert_refused(db, "not a fetcher state")
+
+
+def test_wrong_columns(db: Path) -> None:
+    populated(db, 1)
+    conn = sqlite3.connect(db)
+    conn.execute("ALTER TABLE records ADD COLUMN extra TEXT")
+    conn.commit()
+    conn.close()
+    assert_refused(db, "columns")
+
+
+# --- validators are only used for the file fetcher left ---------------------------------
+
+
+def written(dest: Path, name: str, data: bytes) -> tuple[Record, FileInfo]:
+    info = atomic_write(dest / name, data, mtime=784111777.0)
+    rec = record(0, path=name, size=info.size, mtime_ns=info.mtime_ns, sha256=info.sha256)
+    return rec, info
+
+
+def test_validators_for_matching_file(tmp_path: Path, db: Path) -> None:
+    rec, _ = written(tmp_path, "a.png", b"image bytes")
+    with State.open(db) as state:
+        state.put(rec)
+        on_disk = file_info(tmp_path / "a.png")
+        assert state.validators_for(rec.url, on_disk) == rec
+        assert state.validators_for(rec.url, on_disk, path="a.png") == rec
+
+
+def test_validators_for_edited_file(tmp_path: Path, db: Path) -> None:
+    rec, _ = written(tmp_path, "a.png", b"image bytes")
+    target = tmp_path / "a.png"
+    with State.open(db) as state:
+        state.put(rec)
+        # Same size, other bytes, mtime moved by an editor: not the file fetcher left.
+        target.write_bytes(b"IMAGE BYTES")
+        assert state.validators_for(rec.url, file_info(target)) is None
+        # Same bytes and size, but the mtime differs by a nanosecond.
+        assert rec.mtime_ns is not None
+        atomic_write(target, b"image bytes")
+        os.utime(target, ns=(0, rec.mtime_ns + 1))
+        assert state.validators_for(rec.url, file_info(target)) is None
+        # Other size with the recorded mtime restored.
+        atomic_write(target, b"image bytes!", mtime=784111777.0)
+        assert state.validators_for(rec.url, file_info(target)) is None
+        # Back to what was recorded.
+        atomic_write(target, b"image bytes", mtime=784111777.0)
+        assert state.validators_for(rec.url, file_info(target)) == rec
+
+
+def test_validators_for_missing_file_record_or_path(tmp_path: Path, db: Path) -> None:
+    rec, info = written(tmp_path, "a.png", b"image bytes")
+    with State.open(db) as state:
+        assert state.validators_for(rec.url, info) is None  # no record yet
+        state.put(rec)
+        (tmp_path / "a.png").unlink()
+        assert state.validators_for(rec.url, file_info(tmp_path / "a.png")) is None
+        assert state.validators_for(rec.url, info, path="moved/a.png") is None
+        failed = dataclasses.replace(rec, size=None, mtime_ns=None)
+        state.put(failed)
+        assert state.validators_for(rec.url, info) is None
