@@ -1,4 +1,4 @@
-"""The destination on disk: read a file, write one atomically, lock the destination, clear leftovers.
+"""The destination on disk: read and atomically write files, lock the destination, sweep leftovers.
 
 Writes never tear a file: the bytes go to a temporary file ``.fetcher-tmp-XXXX`` in the
 target's own folder, which is flushed and fsynced (with its mtime set, when given)
@@ -50,7 +50,8 @@ LOCK_NAME = "lock"
 
 # os.utime takes nanoseconds as a C int64: the latest representable mtime is in 2262.
 _MAX_MTIME = (2**63 - 1) / 1e9
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_NONBLOCK: opening a FIFO planted at the path must not hang (no effect on regular files).
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

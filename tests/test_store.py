@@ -270,6 +270,13 @@ def test_read_and_stat_refuse_symlink(tmp_path: Path) -> None:
         file_info(tmp_path / "link")
 
 
+def test_fifo_at_target_is_refused_without_hanging(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "img")
+    for call in (lambda p: atomic_write(p, b"x"), read_file, file_info):
+        with pytest.raises(StoreError, match="not a regular file"):
+            call(tmp_path / "img")
+
+
 def test_folder_at_target_is_refused(tmp_path: Path) -> None:
     (tmp_path / "img").mkdir()
     for call in (lambda p: atomic_write(p, b"x"), read_file, file_info):
