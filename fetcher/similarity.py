@@ -217,8 +217,7 @@ class _Strips:
         self._raw_stats(r0, r1, q)  # uses q[2] as scratch before it holds x*x
         # Re-centre on this strip's level (a whole number, so integer pixels stay exact):
         # the squares then carry the local contrast, not the brightness.
-        shift = round(float(q[0].sum(dtype=np.float64) + q[1].sum(dtype=np.float64))
-                      / (2 * q[0].size))
+        shift = round((float(q[0].sum()) + float(q[1].sum())) / (2 * q[0].size))
         if shift:
             q[:2] -= shift
         centre = self.centre + shift
