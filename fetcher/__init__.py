@@ -1,4 +1,4 @@
-"""fetcher: keep a folder of images in step with a list of image URLs, rewriting only what changed."""
+"""fetcher: keep a folder of images in step with a list of image URLs, rewriting only changes."""
 
 from __future__ import annotations
 

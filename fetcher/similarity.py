@@ -17,6 +17,7 @@ __all__ = [
     "Similarity",
     "local_diff_score",
     "local_score",
+    "local_shift_score",
     "nrmse_similarity",
     "similarity",
     "ssim",
@@ -71,11 +72,14 @@ class BandScore:
         NRMSE-similarity ``1 - RMSE / (max - min)``.
     local : float
         Worst tile mean of the SSIM map, or :func:`local_diff_score` when ``ssim`` is None.
+    local_shift : float
+        :func:`local_shift_score`: 1 minus the worst tile's mean difference over the span.
     """
 
     ssim: float | None
     nrmse: float
     local: float
+    local_shift: float
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class Similarity:
         ``"ssim"`` (worst tile of the SSIM map) or ``"diff"`` (worst tile of raw differences).
     worst_band : int
         Index of the band with the minimum local score (lowest index on a tie).
+    local_shift : float
+        Minimum :func:`local_shift_score` over bands.
     """
 
     bands: tuple[BandScore, ...]
@@ -104,6 +110,7 @@ class Similarity:
     local: float
     local_kind: str
     worst_band: int
+    local_shift: float
 
 
 def _check_pair(x: Array, y: Array, *, ndim: tuple[int, ...] = (2,)) -> None:
@@ -530,6 +537,70 @@ def local_diff_score(x: Array, y: Array, *, tile: int) -> float:
     return 1.0 - float(np.sqrt(mse.max())) / span
 
 
+def local_shift_score(x: Array, y: Array, *, tile: int) -> float:
+    """Worst-tile mean-difference score: catches a local edit that SSIM pooling would not.
+
+    ``1 - max over tiles of |mean(x - y)| / (max - min)``, max and min over both
+    whole images, over ``tile`` x ``tile`` windows placed every ``tile // 2``
+    pixels (so an edit is never split between two tiles and halved); a window at
+    the bottom or right edge may be shorter. 1.0 when both images are the same
+    constant.
+
+    Re-encoding (JPEG, WebP) moves pixels up and down around their value but
+    keeps each region's mean almost exactly (the DC coefficient of every block is
+    quantised finely), so the worst tile's mean difference stays within about
+    1 % of the span even at quality 85; a box, a watermark, an erased word or a
+    colour shift moves the mean of the tiles it covers by several per cent. The
+    worst tile of the SSIM map cannot make this distinction: SSIM rates a JPEG
+    that smooths away fine noise in a textured tile as low as a painted box (see
+    ``benchmarks/calibrate.py``).
+
+    Parameters
+    ----------
+    x, y : ndarray
+        Two 2-D arrays of the same shape, any integer or floating dtype.
+    tile : int
+        Window side in pixels (at least 2).
+
+    Returns
+    -------
+    float
+        Between 0.0 and 1.0; 1.0 for equal images.
+
+    Raises
+    ------
+    ValueError
+        Shapes differ, the arrays are not 2-D or empty, or ``tile < 2``.
+    """
+    _check_pair(x, y)
+    if tile < 2:
+        raise ValueError(f"tile must be at least 2 pixels, got {tile}.")
+    span = _value_span(x, y)
+    if span == 0.0:
+        return 1.0
+    integer = all(np.issubdtype(a.dtype, np.integer) for a in (x, y))
+    d = np.subtract(x, y, dtype=np.int32 if integer else np.float64)
+    acc = np.int64 if integer else np.float64
+    half = tile // 2
+    rows = np.arange(0, d.shape[0], half)
+    cols = np.arange(0, d.shape[1], half)
+    blocks = np.add.reduceat(np.add.reduceat(d, cols, axis=1, dtype=acc), rows, axis=0, dtype=acc)
+    heights = np.diff(np.append(rows, d.shape[0]))
+    widths = np.diff(np.append(cols, d.shape[1]))
+    counts = np.outer(heights, widths)
+
+    def pairs(a: Array) -> Array:
+        # windows of 2 x 2 neighbouring blocks; a single block on an axis stays alone
+        if a.shape[0] > 1:
+            a = a[:-1] + a[1:]
+        if a.shape[1] > 1:
+            a = a[:, :-1] + a[:, 1:]
+        return a
+
+    means = pairs(blocks.astype(np.float64)) / pairs(counts.astype(np.float64))
+    return 1.0 - float(np.abs(means).max()) / span
+
+
 def similarity(x: Array, y: Array, *, data_range: float, tile: int = 64,
                threads: int | None = None, want_map: bool = False,
                ) -> tuple[Similarity, Array | None]:
@@ -586,10 +657,12 @@ def similarity(x: Array, y: Array, *, data_range: float, tile: int = 64,
                              combine_min=band > 0)
             _run_strips(strips, threads)
             bands.append(BandScore(ssim=strips.mean(), nrmse=strips.nrmse(),
-                                   local=strips.worst_tile()))
+                                   local=strips.worst_tile(),
+                                   local_shift=local_shift_score(xb, yb, tile=tile)))
         else:
             bands.append(BandScore(ssim=None, nrmse=nrmse_similarity(xb, yb),
-                                   local=local_diff_score(xb, yb, tile=tile)))
+                                   local=local_diff_score(xb, yb, tile=tile),
+                                   local_shift=local_shift_score(xb, yb, tile=tile)))
     locals_ = [b.local for b in bands]
     ssims = [b.ssim for b in bands if b.ssim is not None]
     result = Similarity(
@@ -599,5 +672,6 @@ def similarity(x: Array, y: Array, *, data_range: float, tile: int = 64,
         local=min(locals_),
         local_kind="ssim" if has_ssim else "diff",
         worst_band=locals_.index(min(locals_)),
+        local_shift=min(b.local_shift for b in bands),
     )
     return result, out_map

@@ -252,7 +252,7 @@ def test_one_pixel_images() -> None:
     a, b = np.array([[0]], np.uint16), np.array([[65535]], np.uint16)
     result, _ = similarity(a, b, data_range=65535)
     assert (result.nrmse, result.local) == (0.0, 0.0)
-    assert result.bands == (BandScore(ssim=None, nrmse=0.0, local=0.0),)
+    assert result.bands == (BandScore(ssim=None, nrmse=0.0, local=0.0, local_shift=0.0),)
 
 
 def test_uint16_extremes_do_not_overflow() -> None:
