@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +48,39 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--diff-map", metavar="OUT.png", help="write a heat map of where they differ")
     cmp.add_argument("--config", metavar="FILE", help="TOML config file ([compare] thresholds)")
     cmp.set_defaults(handler=_cmd_compare)
+
+    syn = sub.add_parser(
+        "sync",
+        help="mirror a URL list into a folder, writing only what changed",
+        description="Take every URL of the list down the ladder (304, bytes, pixels, "
+        "similarity) and write the origin's bytes only for new and changed images. "
+        "Exit status: 0 all fine, 1 some URL failed, 2 nothing could run, 130 interrupted.",
+    )
+    syn.add_argument(
+        "urls", metavar="URLS", help="URL list file ('URL [PATH]' a line), or - for stdin"
+    )
+    syn.add_argument("--dest", required=True, metavar="DIR", help="destination folder")
+    syn.add_argument("--config", metavar="FILE", help="TOML config file")
+    syn.add_argument("--report", metavar="FILE", help="write a JSON-lines report (- for stdout)")
+    syn.add_argument("--workers", type=int, metavar="N", help="concurrent downloads")
+    syn.add_argument("--dry-run", action="store_true", help="decide everything, write nothing")
+    syn.add_argument("--force", action="store_true", help="ignore stored validators, fetch all")
+    verbosity = syn.add_mutually_exclusive_group()
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only failures")
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="print every URL's result")
+    syn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    syn.set_defaults(handler=_cmd_sync)
+
+    demo = sub.add_parser(
+        "demo",
+        help="run the main job on a built-in example (no internet needed)",
+        description="Serve generated images from 127.0.0.1, sync them, re-publish some "
+        "re-encoded and some edited, sync again, and show what was decided and why.",
+    )
+    demo.add_argument(
+        "dir", metavar="DIR", nargs="?", help="destination (default: a new temp folder)"
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 
@@ -52,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _interrupt_on_sigterm()
     try:
         handler: Any = args.handler
         return int(handler(args))
@@ -61,6 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """SIGTERM ends a run like Ctrl-C: in-flight writes finish, state and report are flushed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _load(args: argparse.Namespace, **overrides: Any) -> Config:
@@ -85,6 +136,77 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(_describe(result))
     return EXIT_OK if result.same else EXIT_CHANGED
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from .report import ReportWriter, Result
+    from .sync import sync
+
+    config = _load(args, sync={"workers": args.workers})
+    to_stdout = args.report == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    terminal = sys.stderr.isatty()
+    with contextlib.ExitStack() as stack:
+        if args.urls == "-":
+            lines = sys.stdin
+        else:
+            try:
+                lines = stack.enter_context(open(args.urls, encoding="utf-8", errors="replace"))
+            except OSError as exc:
+                _error(f"cannot read URL list {args.urls}: {exc.strerror or exc}")
+                return EXIT_TROUBLE
+        writer = None
+        if args.report:
+            if to_stdout:
+                stream = sys.stdout
+            else:
+                try:
+                    stream = stack.enter_context(open(args.report, "w", encoding="utf-8"))
+                except OSError as exc:
+                    _error(f"cannot write report {args.report}: {exc.strerror or exc}")
+                    return EXIT_TROUBLE
+            writer = ReportWriter(stream)
+
+        def show(result: Result) -> None:
+            if not result.ok:
+                print(f"fetcher: {_failure_line(result)}", file=sys.stderr)
+            elif args.verbose:
+                extra = f" ({result.detail})" if result.detail else ""
+                print(f"{result.outcome:9} {result.reason:16} {result.path}{extra}", file=out)
+
+        report = sync(
+            lines,
+            args.dest,
+            config,
+            dry_run=args.dry_run,
+            force=args.force,
+            writer=writer,
+            on_result=show,
+            progress=terminal and not args.no_progress and not args.quiet,
+        )
+    if not args.quiet:
+        print(
+            report.summary_table() if terminal and out.isatty() else report.summary_line(), file=out
+        )
+    if report.interrupted:
+        _error("interrupted; finished writes kept, state and report flushed")
+    return report.exit_code
+
+
+def _failure_line(result: Any) -> str:
+    """``line N: URL: cause``, without repeating what the cause already names."""
+    message = str(result.error)
+    if result.url and result.url not in message:
+        message = f"{result.url}: {message}"
+    if result.line and not message.startswith("line "):
+        message = f"line {result.line}: {message}"
+    return message
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.dir)
 
 
 def _fmt(value: float | None) -> str:

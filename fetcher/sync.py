@@ -1,0 +1,468 @@
+"""The per-URL ladder and the run: sync_one() takes one URL down it, sync() runs a whole list."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import dataclasses
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from .compare import compare
+from .config import Config
+from .decode import decode
+from .errors import FetcherError, StoreError, UrlError
+from .http import Fetcher, Validators
+from .report import Progress, Report, ReportWriter, Result
+from .state import Record, State
+from .store import (
+    STATE_DIR,
+    DestinationLock,
+    FileInfo,
+    atomic_write,
+    clean_stale_temporaries,
+    file_info,
+    parse_http_date,
+    read_file,
+)
+from .urls import BadLine, Entry, parse_line, read_entries, safe_join
+
+__all__ = ["Job", "Outcome", "run_job", "sync", "sync_one"]
+
+STATE_FILE = "state.sqlite3"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One URL to take down the ladder: plain values only, so a job can travel to a worker.
+
+    ``validators`` are sent only when the state says the file on disk is still the
+    one fetcher left (same size and mtime); ``known_sha256`` is that file's digest,
+    which settles rung 3 without reading the file.
+    """
+
+    url: str
+    path: str
+    dest: str
+    line: int = 0
+    validators: Validators | None = None
+    known_sha256: str | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker sends back: the result, and what the state should remember."""
+
+    result: Result
+    etag: str | None = None
+    last_modified: str | None = None
+    file: FileInfo | None = None  # the file on disk after this job (None: none, or unknown)
+    wrote: bool = False
+
+
+def _failed(job: Job, exc: FetcherError, started: float, status: int | None = None) -> Outcome:
+    return Outcome(
+        Result(
+            url=job.url,
+            path=job.path,
+            outcome="failed",
+            reason=exc.reason,
+            http_status=getattr(exc, "status", None) or status,
+            elapsed=time.monotonic() - started,
+            error=str(exc),
+            line=job.line,
+        )
+    )
+
+
+def run_job(
+    job: Job,
+    config: Config,
+    fetcher: Fetcher,
+    *,
+    compare_slots: threading.Semaphore | None = None,
+) -> Outcome:
+    """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
+
+    Every :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its
+    reason; anything else is a bug and propagates.
+    """
+    started = time.monotonic()
+    status: int | None = None
+    try:
+        target = safe_join(Path(job.dest), job.path)
+        response = fetcher.fetch(job.url, job.validators)
+        status = response.status
+        base = Result(
+            url=job.url,
+            path=job.path,
+            outcome="unchanged",
+            reason="",
+            http_status=status,
+            line=job.line,
+        )
+        seen = {"etag": response.etag, "last_modified": response.last_modified}
+
+        def done(result: Result, file: FileInfo | None = None, wrote: bool = False) -> Outcome:
+            result = dataclasses.replace(result, elapsed=time.monotonic() - started)
+            return Outcome(result, **seen, file=file, wrote=wrote)
+
+        if response.not_modified:
+            return done(dataclasses.replace(base, reason="not-modified"))
+        body = response.body or b""
+        base = dataclasses.replace(base, bytes=len(body))
+        if job.known_sha256 is not None and hashlib.sha256(body).hexdigest() == job.known_sha256:
+            # Rung 3 settled by the digest recorded for the file on disk: no read needed.
+            return done(dataclasses.replace(base, reason="identical-bytes"))
+        old = read_file(target)
+        cfg = config.compare
+        if old is None:
+            # Rung 2: a new file must be a decodable image before it is written.
+            with compare_slots or contextlib.nullcontext():
+                decode(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
+            result = dataclasses.replace(base, outcome="new", reason="new")
+        elif old == body:
+            result = dataclasses.replace(base, reason="identical-bytes")
+        else:
+            with compare_slots or contextlib.nullcontext():
+                verdict = compare(old, body, cfg, threads=1)
+            result = dataclasses.replace(
+                base,
+                outcome="unchanged" if verdict.same else "changed",
+                reason=verdict.reason,
+                ssim=verdict.ssim,
+                nrmse=verdict.nrmse,
+                local_ssim=verdict.local_ssim,
+                local_shift=verdict.local_shift,
+                detail=verdict.detail,
+            )
+        if result.outcome == "unchanged":
+            stat = file_info(target)
+            info = None if stat is None else FileInfo(stat.size, stat.mtime_ns, _digest(old))
+            return done(result, info)
+        if job.dry_run:
+            return done(result)
+        mtime = None
+        if config.sync.remote_time and response.last_modified:
+            mtime = parse_http_date(response.last_modified)
+        return done(result, atomic_write(target, body, mtime=mtime), wrote=True)
+    except FetcherError as exc:
+        return _failed(job, exc, started, status)
+
+
+def _digest(data: bytes | None) -> str:
+    return "" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def sync_one(
+    url: str,
+    path: str | os.PathLike[str],
+    config: Config | None = None,
+    *,
+    session: requests.Session | None = None,
+    dry_run: bool = False,
+) -> Result:
+    """Bring one file in step with one URL; no state, no lock.
+
+    Parameters
+    ----------
+    url : str
+        An http(s) URL of an image.
+    path : path-like
+        The file to keep in step (its folder is created if missing).
+    config : Config, optional
+        Defaults when omitted.
+    session : requests.Session, optional
+        Your own session (cookies, auth, proxies, adapters); used as is and not closed.
+    dry_run : bool
+        Decide, but write nothing.
+
+    Returns
+    -------
+    Result
+        ``new``, ``changed``, ``unchanged`` or ``failed`` with its reason; failures
+        are results, not exceptions.
+    """
+    config = config or Config()
+    target = Path(path).absolute()
+    job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
+    with Fetcher(config.http, session=session, pool_size=1, per_host=1) as fetcher:
+        try:
+            parse_line(url)
+        except UrlError as exc:
+            return _failed(job, exc, time.monotonic()).result
+        return run_job(job, config, fetcher).result
+
+
+def _as_line(item: str | Entry | tuple[str, str | None]) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Entry):
+        return f"{item.url} {item.path}"
+    url, rel = item
+    return f"{url} {rel}" if rel else url
+
+
+def _entries(
+    urls: Iterable[str | Entry | tuple[str, str | None]], layout: str
+) -> Iterator[Entry | BadLine]:
+    """Every item as a list line through the one parser (numbering, checks, duplicates)."""
+    return read_entries((_as_line(item) for item in urls), layout=layout)
+
+
+def sync(
+    urls: Iterable[str | Entry | tuple[str, str | None]],
+    dest: str | os.PathLike[str],
+    config: Config | None = None,
+    *,
+    session: requests.Session | None = None,
+    executor: cf.Executor | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    writer: ReportWriter | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    progress: bool = False,
+) -> Report:
+    """Mirror a URL list into ``dest``, writing only what changed.
+
+    Parameters
+    ----------
+    urls : iterable
+        List lines (``URL [PATH]``, comments and blanks allowed; e.g. an open
+        file), :class:`~fetcher.urls.Entry` objects, or ``(url, path)`` pairs.
+        Consumed lazily: a list of a million lines is never held whole.
+    dest : path-like
+        The destination folder (created if missing).
+    config : Config, optional
+        Defaults when omitted.
+    session : requests.Session, optional
+        Your own session, used by every worker and not closed.
+    executor : concurrent.futures.Executor, optional
+        Where jobs run; a thread pool of ``sync.workers`` by default.
+    dry_run : bool
+        Decide everything, write nothing (the state is not updated either).
+    force : bool
+        Ignore the stored validators: fetch every URL in full.
+    writer : ReportWriter, optional
+        Gets every result as it arrives (the JSON-lines report).
+    on_result : callable, optional
+        Called with every result in the coordinating thread.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    Report
+        Counts per outcome and reason, the failures, bytes, time and exit status.
+
+    Raises
+    ------
+    LockError
+        Another run holds the destination's lock.
+    StoreError, StateError
+        The destination or its state cannot be used.
+    """
+    config = config or Config()
+    dest_path = Path(dest).absolute()
+    try:
+        dest_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create destination {dest_path}: {exc.strerror or exc}") from None
+    outcome_report = Report(dry_run=dry_run)
+    with DestinationLock(dest_path):
+        clean_stale_temporaries(dest_path)
+        state_path = (
+            Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
+        )
+        with State.open(state_path) as state:
+            _run(
+                urls,
+                dest_path,
+                config,
+                state,
+                outcome_report,
+                session=session,
+                executor=executor,
+                dry_run=dry_run,
+                force=force,
+                writer=writer,
+                on_result=on_result,
+                progress=progress,
+            )
+    return outcome_report.finish()
+
+
+def _run(
+    urls: Iterable[str | Entry | tuple[str, str | None]],
+    dest: Path,
+    config: Config,
+    state: State,
+    report: Report,
+    *,
+    session: requests.Session | None,
+    executor: cf.Executor | None,
+    dry_run: bool,
+    force: bool,
+    writer: ReportWriter | None,
+    on_result: Callable[[Result], None] | None,
+    progress: bool,
+) -> None:
+    workers = config.sync.workers
+    cpus = config.sync.compare_workers or os.cpu_count() or 1
+    compare_slots = threading.BoundedSemaphore(cpus)
+    bar = Progress(enabled=progress)
+    own_pool = executor is None
+    pool = executor or cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
+    fetcher = Fetcher(
+        config.http, session=session, pool_size=workers, per_host=config.sync.per_host
+    )
+    pending: set[cf.Future[Outcome]] = set()
+    jobs: dict[cf.Future[Outcome], Job] = {}
+    limit = workers * 2
+
+    def finish(result: Result, job: Job | None, outcome: Outcome | None) -> None:
+        report.add(result)
+        if writer is not None:
+            writer.write(result)
+        bar.update(result)
+        if on_result is not None:
+            on_result(result)
+        if job is not None and outcome is not None and not dry_run:
+            _remember(state, job, outcome)
+
+    def drain(block: bool) -> None:
+        if not pending:
+            return
+        done, _ = cf.wait(pending, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+        for future in done:
+            pending.discard(future)
+            job = jobs.pop(future)
+            outcome = future.result()  # a bug in a worker propagates here
+            finish(outcome.result, job, outcome)
+
+    try:
+        for item in _entries(urls, config.sync.layout):
+            if isinstance(item, BadLine):
+                finish(
+                    Result(
+                        url="",
+                        path="",
+                        outcome="failed",
+                        reason=item.error.reason,
+                        error=str(item.error),
+                        line=item.line,
+                    ),
+                    None,
+                    None,
+                )
+                continue
+            job = _job(item, dest, state, force=force, dry_run=dry_run)
+            if isinstance(job, Result):
+                finish(job, None, None)
+                continue
+            future = pool.submit(run_job, job, config, fetcher, compare_slots=compare_slots)
+            pending.add(future)
+            jobs[future] = job
+            while len(pending) >= limit:
+                drain(block=True)
+        while pending:
+            drain(block=True)
+    except KeyboardInterrupt:
+        report.interrupted = True
+        for future in pending:
+            future.cancel()
+        # in-flight jobs finish their atomic writes; record what they did
+        for future in list(pending):
+            if future.cancelled():
+                pending.discard(future)
+                jobs.pop(future, None)
+        with contextlib.suppress(KeyboardInterrupt):
+            while pending:
+                drain(block=True)
+    finally:
+        bar.close()
+        state.flush()
+        fetcher.close()
+        if own_pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _job(entry: Entry, dest: Path, state: State, *, force: bool, dry_run: bool) -> Job | Result:
+    """Build the job for an entry: validators only if the file on disk is still fetcher's."""
+    try:
+        target = safe_join(dest, entry.path)
+        on_disk = file_info(target)
+    except FetcherError as exc:
+        return Result(
+            url=entry.url,
+            path=entry.path,
+            outcome="failed",
+            reason=exc.reason,
+            error=str(exc),
+            line=entry.line,
+        )
+    record = None if force else state.validators_for(entry.url, on_disk, path=entry.path)
+    validators = None
+    if record is not None and (record.etag or record.last_modified):
+        validators = Validators(etag=record.etag, last_modified=record.last_modified)
+    return Job(
+        url=entry.url,
+        path=entry.path,
+        dest=str(dest),
+        line=entry.line,
+        validators=validators,
+        known_sha256=record.sha256 if record is not None else None,
+        dry_run=dry_run,
+    )
+
+
+def _remember(state: State, job: Job, outcome: Outcome) -> None:
+    """Update the URL's record after a job (the coordinating thread only).
+
+    A failure keeps what was known of the file and its validators; an ``unchanged``
+    that did not look at the disk (304, or a digest match) keeps the recorded file
+    and takes any new validators; everything else records the file as it is now.
+    """
+    result = outcome.result
+    now = time.time()
+    previous = state.get(job.url)
+    etag, last_modified = outcome.etag, outcome.last_modified
+    info = outcome.file
+    if result.outcome == "failed" or info is None:
+        if previous is not None and previous.path == job.path:
+            info = (
+                FileInfo(previous.size, previous.mtime_ns, previous.sha256 or "")
+                if previous.size is not None and previous.mtime_ns is not None
+                else None
+            )
+            if result.outcome == "failed":
+                etag, last_modified = previous.etag, previous.last_modified
+            else:
+                etag = etag or previous.etag
+                last_modified = last_modified or previous.last_modified
+        elif result.outcome == "failed":
+            etag = last_modified = None
+    changed = now if outcome.wrote else (previous.changed if previous else None)
+    state.put(
+        Record(
+            url=job.url,
+            path=job.path,
+            etag=etag,
+            last_modified=last_modified,
+            size=info.size if info else None,
+            mtime_ns=info.mtime_ns if info else None,
+            sha256=(info.sha256 or None) if info else None,
+            outcome=result.outcome,
+            reason=result.reason,
+            checked=now,
+            changed=changed,
+        )
+    )
