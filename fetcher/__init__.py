@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .compare import Comparison, compare
 from .config import CompareConfig, Config, HttpConfig, SyncConfig, load_config
 from .errors import (
     ConfigError,
@@ -19,11 +20,14 @@ from .errors import (
     UnsafePathError,
     UrlError,
 )
+from .report import Report, ReportWriter, Result
+from .sync import sync, sync_one
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CompareConfig",
+    "Comparison",
     "Config",
     "ConfigError",
     "DecodeError",
@@ -34,6 +38,9 @@ __all__ = [
     "HTTPStatusError",
     "HttpConfig",
     "LockError",
+    "Report",
+    "ReportWriter",
+    "Result",
     "StateError",
     "StoreError",
     "SyncConfig",
@@ -42,5 +49,8 @@ __all__ = [
     "UnsafePathError",
     "UrlError",
     "__version__",
+    "compare",
     "load_config",
+    "sync",
+    "sync_one",
 ]
