@@ -537,6 +537,20 @@ def local_diff_score(x: Array, y: Array, *, tile: int) -> float:
     return 1.0 - float(np.sqrt(mse.max())) / span
 
 
+def _block_sums(a: Array, half: int, acc: type[np.generic]) -> Array:
+    """Sums over ``half`` x ``half`` blocks (the last row and column of blocks may be short)."""
+    h, w = a.shape
+    w0 = (w // half) * half
+    cols = a[:, :w0].reshape(h, w // half, half).sum(axis=2, dtype=acc)
+    if w0 < w:
+        cols = np.concatenate([cols, a[:, w0:].sum(axis=1, dtype=acc)[:, None]], axis=1)
+    h0 = (h // half) * half
+    rows: Array = cols[:h0].reshape(h // half, half, cols.shape[1]).sum(axis=1, dtype=acc)
+    if h0 < h:
+        rows = np.concatenate([rows, cols[h0:].sum(axis=0, dtype=acc)[None]], axis=0)
+    return rows
+
+
 def local_shift_score(x: Array, y: Array, *, tile: int) -> float:
     """Worst-tile mean-difference score: catches a local edit that SSIM pooling would not.
 
@@ -579,14 +593,16 @@ def local_shift_score(x: Array, y: Array, *, tile: int) -> float:
     if span == 0.0:
         return 1.0
     integer = all(np.issubdtype(a.dtype, np.integer) for a in (x, y))
-    d = np.subtract(x, y, dtype=np.int32 if integer else np.float64)
-    acc = np.int64 if integer else np.float64
     half = tile // 2
-    rows = np.arange(0, d.shape[0], half)
-    cols = np.arange(0, d.shape[1], half)
-    blocks = np.add.reduceat(np.add.reduceat(d, cols, axis=1, dtype=acc), rows, axis=0, dtype=acc)
-    heights = np.diff(np.append(rows, d.shape[0]))
-    widths = np.diff(np.append(cols, d.shape[1]))
+    # Block sums of each image, exact in integers (int32 holds a block of 16-bit
+    # values for blocks up to 128 px), then their difference: no full-size temporary.
+    acc = (np.int32 if half <= 128 else np.int64) if integer else np.float64
+    blocks = _block_sums(x, half, acc) - _block_sums(y, half, acc)
+    h, w = x.shape
+    heights = np.full(blocks.shape[0], half)
+    heights[-1] = h - (blocks.shape[0] - 1) * half
+    widths = np.full(blocks.shape[1], half)
+    widths[-1] = w - (blocks.shape[1] - 1) * half
     counts = np.outer(heights, widths)
 
     def pairs(a: Array) -> Array:
