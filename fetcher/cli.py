@@ -128,7 +128,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         return EXIT_TROUBLE
     if args.diff_map:
         if result.ssim_map is not None:
-            render_diff_map(result.ssim_map, size=result.size).save(args.diff_map, format="PNG")
+            try:
+                render_diff_map(result.ssim_map, size=result.size).save(
+                    args.diff_map, format="PNG"
+                )
+            except OSError as exc:
+                _error(f"cannot write diff map {args.diff_map}: {exc.strerror or exc}")
+                return EXIT_TROUBLE
         else:
             _error(f"no diff map written: {result.detail}")
     if args.json:
