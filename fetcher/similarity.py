@@ -538,17 +538,21 @@ def local_diff_score(x: Array, y: Array, *, tile: int) -> float:
 
 
 def _block_sums(a: Array, half: int, acc: type[np.generic]) -> Array:
-    """Sums over ``half`` x ``half`` blocks (the last row and column of blocks may be short)."""
+    """Sums over ``half`` x ``half`` blocks (the last row and column of blocks may be short).
+
+    Rows are summed first: adding whole rows together is vectorised and several times
+    faster than summing short runs along a row.
+    """
     h, w = a.shape
-    w0 = (w // half) * half
-    cols = a[:, :w0].reshape(h, w // half, half).sum(axis=2, dtype=acc)
-    if w0 < w:
-        cols = np.concatenate([cols, a[:, w0:].sum(axis=1, dtype=acc)[:, None]], axis=1)
     h0 = (h // half) * half
-    rows: Array = cols[:h0].reshape(h // half, half, cols.shape[1]).sum(axis=1, dtype=acc)
+    rows = a[:h0].reshape(h // half, half, w).sum(axis=1, dtype=acc)
     if h0 < h:
-        rows = np.concatenate([rows, cols[h0:].sum(axis=0, dtype=acc)[None]], axis=0)
-    return rows
+        rows = np.concatenate([rows, a[h0:].sum(axis=0, dtype=acc)[None]], axis=0)
+    w0 = (w // half) * half
+    blocks: Array = rows[:, :w0].reshape(rows.shape[0], w // half, half).sum(axis=2, dtype=acc)
+    if w0 < w:
+        blocks = np.concatenate([blocks, rows[:, w0:].sum(axis=1, dtype=acc)[:, None]], axis=1)
+    return blocks
 
 
 def local_shift_score(x: Array, y: Array, *, tile: int) -> float:
