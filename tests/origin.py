@@ -306,6 +306,9 @@ class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 64
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Stay quiet when a client hangs up on a kept-alive connection (pooled clients do)."""
+
 
 def _make_handler(origin: Origin) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(_Handler):

@@ -199,23 +199,9 @@ class Mirror:
         return self.dest / str(run.by_url[self.url(path)]["path"])
 
 
-class QuietOrigin(Origin):
-    """The loopback origin, minus socketserver's traceback on stderr when a client hangs up.
-
-    A client that drops a kept-alive connection makes the server's next read fail and
-    ``handle_error`` print to ``sys.stderr``, which here is the CLI's captured stderr.
-    """
-
-    def start(self) -> QuietOrigin:
-        super().start()
-        assert self._server is not None
-        self._server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
-        return self
-
-
 @pytest.fixture
 def origin() -> Iterator[Origin]:
-    with QuietOrigin() as served:
+    with Origin() as served:
         yield served
 
 
