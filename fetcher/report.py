@@ -150,7 +150,7 @@ class Report:
         for outcome in OUTCOMES:
             text = f"{outcome} {self.counts[outcome]}"
             reasons = self.reasons.get(outcome)
-            if reasons and outcome in ("unchanged", "failed", "changed"):
+            if reasons and outcome in ("unchanged", "failed"):
                 text += " (" + ", ".join(f"{r} {n}" for r, n in reasons.most_common()) + ")"
             parts.append(text)
         line = ", ".join(parts) + f", {format_bytes(self.bytes)} in {self.elapsed:.1f} s"
