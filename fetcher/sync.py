@@ -6,17 +6,21 @@ import concurrent.futures as cf
 import contextlib
 import dataclasses
 import hashlib
+import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
 
 import requests
 
-from .compare import compare
-from .config import Config
+from .compare import Comparison, compare
+from .config import CompareConfig, Config
 from .decode import decode
 from .errors import FetcherError, StoreError, UrlError
 from .http import Fetcher, Validators
@@ -89,11 +93,14 @@ def run_job(
     fetcher: Fetcher,
     *,
     compare_slots: threading.Semaphore | None = None,
+    processes: CpuPool | None = None,
 ) -> Outcome:
     """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
 
-    Every :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its
-    reason; anything else is a bug and propagates.
+    The CPU-bound rungs (the decode check of a new file, and rungs 4-7) run in
+    ``processes`` when given, else in this thread under ``compare_slots``. Every
+    :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its reason;
+    anything else is a bug and propagates.
     """
     started = time.monotonic()
     status: int | None = None
@@ -126,14 +133,20 @@ def run_job(
         cfg = config.compare
         if old is None:
             # Rung 2: a new file must be a decodable image before it is written.
-            with compare_slots or contextlib.nullcontext():
-                decode(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
+            if processes is not None:
+                processes.run(_decodes, body, cfg)
+            else:
+                with compare_slots or contextlib.nullcontext():
+                    _decodes(body, cfg)
             result = dataclasses.replace(base, outcome="new", reason="new")
         elif old == body:
             result = dataclasses.replace(base, reason="identical-bytes")
         else:
-            with compare_slots or contextlib.nullcontext():
-                verdict = compare(old, body, cfg, threads=1)
+            if processes is not None:
+                verdict = processes.run(_compare, old, body, cfg)
+            else:
+                with compare_slots or contextlib.nullcontext():
+                    verdict = _compare(old, body, cfg)
             result = dataclasses.replace(
                 base,
                 outcome="unchanged" if verdict.same else "changed",
@@ -156,6 +169,51 @@ def run_job(
         return done(result, atomic_write(target, body, mtime=mtime), wrote=True)
     except FetcherError as exc:
         return _failed(job, exc, started, status)
+
+
+def _decodes(body: bytes, cfg: CompareConfig) -> None:
+    """Rung 2: raise DecodeError unless ``body`` decodes (the pixels are not sent back)."""
+    decode(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
+
+
+def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
+    return compare(old, new, cfg, threads=1)
+
+
+_T = TypeVar("_T")
+
+
+class CpuPool:
+    """Worker processes for the CPU-bound rungs, started at the first image to decode.
+
+    Decoding and similarity hold the GIL for much of their time, so threads give
+    little more than one core to them; processes give one compare per core. They are
+    forked from a forkserver that has already imported ``fetcher.compare`` (and not
+    the caller's ``__main__``), so a worker starts in milliseconds and a refresh that
+    decodes nothing starts none.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in a worker process; its exception (e.g. DecodeError) is raised here."""
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["fetcher.compare"])
+                self._pool = cf.ProcessPoolExecutor(self._size, mp_context=context)
+            pool = self._pool
+        return pool.submit(fn, *args).result()
+
+    def close(self) -> None:
+        """Stop the worker processes (if any were started)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _digest(data: bytes | None) -> str:
@@ -300,6 +358,53 @@ def sync(
     return outcome_report.finish()
 
 
+class _HeldInterrupts:
+    """Defers Ctrl-C and SIGTERM while finished jobs are recorded (report line and state).
+
+    A KeyboardInterrupt raised between a result's report line and its state record, or
+    between taking a finished job off the pending set and recording it, would lose a
+    write from the state or the report. Inside ``hold()`` a signal whose handler is a
+    Python function is only noted; it is delivered when the outermost ``hold()`` ends.
+    Only the main thread can install handlers; elsewhere this does nothing.
+    """
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+        self._depth = 0
+        self._caught: tuple[int, FrameType | None] | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(signum)
+            if callable(previous):
+                self._saved[signum] = previous
+                signal.signal(signum, self._handler)
+
+    def uninstall(self) -> None:
+        for signum, previous in self._saved.items():
+            signal.signal(signum, previous)
+        self._saved.clear()
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self._depth:
+            self._caught = (signum, frame)
+        else:
+            self._saved[signum](signum, frame)
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._caught is not None:
+                (signum, frame), self._caught = self._caught, None
+                self._saved[signum](signum, frame)  # e.g. raises KeyboardInterrupt
+
+
 def _run(
     urls: Iterable[str | Entry | tuple[str, str | None]],
     dest: Path,
@@ -321,6 +426,8 @@ def _run(
     bar = Progress(enabled=progress)
     own_pool = executor is None
     pool = executor or cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
+    # Our own thread pool downloads; decoding and compares go to processes, one per core.
+    processes = CpuPool(cpus) if own_pool else None
     fetcher = Fetcher(
         config.http, session=session, pool_size=workers, per_host=config.sync.per_host
     )
@@ -328,26 +435,31 @@ def _run(
     jobs: dict[cf.Future[Outcome], Job] = {}
     limit = workers * 2
 
+    held = _HeldInterrupts()
+
     def finish(result: Result, job: Job | None, outcome: Outcome | None) -> None:
-        report.add(result)
-        if writer is not None:
-            writer.write(result)
-        bar.update(result)
-        if on_result is not None:
-            on_result(result)
-        if job is not None and outcome is not None and not dry_run:
-            _remember(state, job, outcome)
+        with held.hold():
+            report.add(result)
+            if writer is not None:
+                writer.write(result)
+            bar.update(result)
+            if on_result is not None:
+                on_result(result)
+            if job is not None and outcome is not None and not dry_run:
+                _remember(state, job, outcome)
 
     def drain(block: bool) -> None:
         if not pending:
             return
         done, _ = cf.wait(pending, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
-        for future in done:
-            pending.discard(future)
-            job = jobs.pop(future)
-            outcome = future.result()  # a bug in a worker propagates here
-            finish(outcome.result, job, outcome)
+        with held.hold():  # every finished job is recorded before an interrupt is raised
+            for future in done:
+                pending.discard(future)
+                job = jobs.pop(future)
+                outcome = future.result()  # a bug in a worker propagates here
+                finish(outcome.result, job, outcome)
 
+    held.install()
     try:
         for item in _entries(urls, config.sync.layout):
             if isinstance(item, BadLine):
@@ -368,7 +480,9 @@ def _run(
             if isinstance(job, Result):
                 finish(job, None, None)
                 continue
-            future = pool.submit(run_job, job, config, fetcher, compare_slots=compare_slots)
+            future = pool.submit(
+                run_job, job, config, fetcher, compare_slots=compare_slots, processes=processes
+            )
             pending.add(future)
             jobs[future] = job
             while len(pending) >= limit:
@@ -388,11 +502,14 @@ def _run(
             while pending:
                 drain(block=True)
     finally:
+        held.uninstall()
         bar.close()
         state.flush()
         fetcher.close()
         if own_pool:
             pool.shutdown(wait=True, cancel_futures=True)
+        if processes is not None:
+            processes.close()
 
 
 def _job(entry: Entry, dest: Path, state: State, *, force: bool, dry_run: bool) -> Job | Result:
