@@ -181,39 +181,35 @@ def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
 
 
 _T = TypeVar("_T")
+_IGNORE_SIGINT = (signal.SIGINT, signal.SIG_IGN)
 
 
 class CpuPool:
-    """Worker processes for the CPU-bound rungs, started at the first image to decode.
+    """Worker processes for the CPU-bound rungs (decoding and similarity).
 
-    Decoding and similarity hold the GIL for much of their time, so threads give
-    little more than one core to them; processes give one compare per core. They are
-    forked from a forkserver that has already imported ``fetcher.compare`` (and not
-    the caller's ``__main__``), so a worker starts in milliseconds and a refresh that
-    decodes nothing starts none.
+    Those hold the GIL for much of their time, so threads give them little more than
+    one core; processes give one compare per core. The workers are forked when the pool
+    is made, before the run starts any thread of its own (``fork`` rather than
+    ``spawn``: no re-import of the caller's ``__main__``, and a worker starts in
+    milliseconds); they ignore SIGINT (Ctrl-C reaches the whole process group, and an
+    interrupted run still finishes its in-flight compares), and as children of this
+    process their CPU time counts in its ``getrusage(RUSAGE_CHILDREN)``.
     """
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._pool: cf.ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
+        context = multiprocessing.get_context("fork")
+        self._pool = cf.ProcessPoolExecutor(
+            size, mp_context=context, initializer=signal.signal, initargs=_IGNORE_SIGINT
+        )
+        self._pool.submit(int).result()  # with fork, the first submit starts every worker
 
     def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(*args)`` in a worker process; its exception (e.g. DecodeError) is raised here."""
-        with self._lock:
-            if self._pool is None:
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["fetcher.compare"])
-                self._pool = cf.ProcessPoolExecutor(self._size, mp_context=context)
-            pool = self._pool
-        return pool.submit(fn, *args).result()
+        return self._pool.submit(fn, *args).result()
 
     def close(self) -> None:
-        """Stop the worker processes (if any were started)."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the worker processes and wait for them."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _digest(data: bytes | None) -> str:
@@ -423,11 +419,12 @@ def _run(
     workers = config.sync.workers
     cpus = config.sync.compare_workers or os.cpu_count() or 1
     compare_slots = threading.BoundedSemaphore(cpus)
-    bar = Progress(enabled=progress)
     own_pool = executor is None
+    # With our own thread pool (downloads), decoding and compares go to processes,
+    # forked first, before this run starts any thread.
+    processes = CpuPool(cpus) if own_pool and cpus > 1 else None
+    bar = Progress(enabled=progress)
     pool = executor or cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
-    # Our own thread pool downloads; decoding and compares go to processes, one per core.
-    processes = CpuPool(cpus) if own_pool else None
     fetcher = Fetcher(
         config.http, session=session, pool_size=workers, per_host=config.sync.per_host
     )
