@@ -11,11 +11,14 @@ The lock is ``fcntl.flock`` on ``DEST/.fetcher/lock``, held on an open descripto
 the whole run: the kernel drops it when the process ends, however it ends, so a lock
 left by a killed run never blocks the next one. The file holds the holder's pid, for
 the message a second run prints; it is never deleted (deleting a lock file lets two
-runs lock two different files).
+runs lock two different files). A process forked while the lock is held (a worker
+pool) closes its inherited copy of the descriptor at once, so a forked child that
+outlives a killed run cannot keep the destination locked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -23,6 +26,7 @@ import math
 import os
 import secrets
 import stat
+import weakref
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -377,10 +381,12 @@ class DestinationLock:
             os.close(fd)
             raise _io_error(self.path, "write", exc) from None
         self._fd = fd
+        _HELD.add(self)
 
     def release(self) -> None:
         """Give the lock up; nothing happens if it is not held."""
         fd, self._fd = self._fd, None
+        _HELD.discard(self)
         if fd is None:
             return
         try:
@@ -401,6 +407,26 @@ class DestinationLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+_HELD: weakref.WeakSet[DestinationLock] = weakref.WeakSet()
+
+
+def _drop_locks_in_child() -> None:
+    """After fork, in the child: close the inherited lock descriptors (the parent keeps its lock).
+
+    flock belongs to the open file description, which a forked child shares; while any
+    copy stays open the lock stays held, even after the parent has died.
+    """
+    for lock in list(_HELD):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_locks_in_child)
 
 
 def _read_pid(fd: int) -> str:
