@@ -27,7 +27,7 @@ from PIL import Image
 from fetcher.cli import main
 from fetcher.config import load_config
 from fetcher.report import Report, Result
-from fetcher.store import TEMP_PREFIX
+from fetcher.store import TEMP_PREFIX, DestinationLock
 from fetcher.sync import sync
 
 REPO = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ class BigMirror:
 def big_mirror(origin: Origin, tmp: Path, count: int) -> BigMirror:
     """``count`` 1-2.5 MB images mirrored once (in-process), and their next versions."""
     rng = np.random.default_rng(4)
-    sides = rng.integers(600, 900, count)
+    sides = rng.integers(600, 900, count)  # old and new of one path: same size in bytes
     old = {f"big/{i:02d}.png": noise_png(rng, int(s), int(s)) for i, s in enumerate(sides)}
     new = {rel: noise_png(rng, int(s), int(s)) for rel, s in zip(old, sides, strict=True)}
     for rel, body in old.items():
@@ -293,12 +293,15 @@ def test_sigkill_at_any_point_never_tears_a_file_and_the_next_run_finishes(
     m.publish_new()
     folder = m.dest / "big"
 
-    def temp_seen() -> bool:
-        return any(e.name.startswith(TEMP_PREFIX) for e in os.scandir(folder))
+    def writing() -> bool:
+        """A temporary file exists, or (were writes not atomic) a target has a torn size."""
+        if any(e.name.startswith(TEMP_PREFIX) for e in os.scandir(folder)):
+            return True
+        return any(m.path_of(rel).stat().st_size != len(m.old[rel]) for rel in m.old)
 
     kill_points: list[tuple[str, Callable[[], bool]]] = [
         ("while downloading", lambda: any(r.status == 200 for r in origin.requests)),
-        ("while writing", temp_seen),
+        ("while writing", writing),
         ("after 5 files", lambda: m.replaced(inodes) >= 5),
         ("after 11 files", lambda: m.replaced(inodes) >= 11),
     ]
@@ -431,6 +434,27 @@ def test_a_second_run_exits_2_at_once_and_a_killed_holder_does_not_block(
     third = Child.start(tmp_path, "third", argv)
     assert third.wait() == 0, third.stderr
     assert (dest / "slow.png").read_bytes() == tiny_png(2)
+
+
+def test_a_child_forked_during_a_run_does_not_keep_the_lock(tmp_path: Path) -> None:
+    """A worker process forked while the lock is held must not hold it after the run."""
+    dest = tmp_path / "dest"
+    ready, tell = os.pipe()
+    with DestinationLock(dest):
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child says it runs, then only sleeps
+            os.write(tell, b"x")
+            time.sleep(30)
+            os._exit(0)
+        assert os.read(ready, 1) == b"x"  # the child is past its fork hooks
+    os.close(ready)
+    os.close(tell)
+    try:
+        with DestinationLock(dest):  # the run is over, its forked child still lives
+            pass
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
 
 
 # -- 2. disk faults ----------------------------------------------------------------------------
@@ -715,7 +739,9 @@ HOSTILE: dict[str, tuple[str, str]] = {
 def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
     origin: Origin, tmp_path: Path
 ) -> None:
-    origin.fault("/gzip-bomb.png", "gzip-bomb", size=512 << 20)
+    bomb = 512 << 20
+    origin._bomb(bomb)  # build it now, not under the origin's lock while others wait
+    origin.fault("/gzip-bomb.png", "gzip-bomb", size=bomb)
     origin.publish("/huge-header.png", png_header_only(100_000, 100_000))
     origin.publish("/frames.gif", many_frames_gif(3000), content_type="image/gif")
     origin.fault("/loop.png", "redirect")  # to itself
@@ -731,7 +757,7 @@ def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
     baseline_urls.write_text(f"{origin.url('/png-as-html.png')} one.png\n", encoding="utf-8")
     config = write_config(
         tmp_path / "c.toml",
-        http={"max_bytes": 16 << 20},
+        http={"max_bytes": 16 << 20, "read_timeout": 10.0, "deadline": 20.0},
         compare={"max_frames": 500, "max_pixels": 50_000_000},
     )
 
