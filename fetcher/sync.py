@@ -181,7 +181,22 @@ def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
 
 
 _T = TypeVar("_T")
-_IGNORE_SIGINT = (signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_start(parent: int) -> None:
+    """In a compare worker: ignore Ctrl-C, and exit as soon as the run's process is gone.
+
+    A run killed with SIGKILL cannot stop its workers, and they would wait on their
+    task queue forever (each holds a copy of its write end): orphans that pile up.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.25)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="fetcher-orphan-watch", daemon=True).start()
 
 
 class CpuPool:
@@ -193,13 +208,14 @@ class CpuPool:
     ``spawn``: no re-import of the caller's ``__main__``, and a worker starts in
     milliseconds); they ignore SIGINT (Ctrl-C reaches the whole process group, and an
     interrupted run still finishes its in-flight compares), and as children of this
-    process their CPU time counts in its ``getrusage(RUSAGE_CHILDREN)``.
+    process their CPU time counts in its ``getrusage(RUSAGE_CHILDREN)``. A worker whose
+    run has died (SIGKILL) exits by itself within a quarter of a second.
     """
 
     def __init__(self, size: int) -> None:
         context = multiprocessing.get_context("fork")
         self._pool = cf.ProcessPoolExecutor(
-            size, mp_context=context, initializer=signal.signal, initargs=_IGNORE_SIGINT
+            size, mp_context=context, initializer=_worker_start, initargs=(os.getpid(),)
         )
         self._pool.submit(int).result()  # with fork, the first submit starts every worker
 
