@@ -182,6 +182,30 @@ class Child:
         return self.err.read_text("utf-8", "replace")
 
 
+def children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, poll: float = 0.0005) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -427,8 +451,16 @@ def test_a_second_run_exits_2_at_once_and_a_killed_holder_does_not_block(
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert len(origin.requests_for("/a.png")) == 1  # only the holder's
 
+    workers = children_of(holder.proc.pid)  # e.g. its compare processes
     holder.proc.send_signal(signal.SIGKILL)
     assert holder.wait() == -signal.SIGKILL
+    # nothing of the killed run lives on (orphans would pile up under a cron job)
+    try:
+        assert wait_for(lambda: not any(alive(pid) for pid in workers), timeout=5, poll=0.05)
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
     assert lock.read_text().strip() == str(holder.proc.pid)  # left behind by the dead run
     origin.clear_fault("/slow.png")
     third = Child.start(tmp_path, "third", argv)
