@@ -438,7 +438,9 @@ def _run(
     own_pool = executor is None
     # With our own thread pool (downloads), decoding and compares go to processes,
     # forked first, before this run starts any thread.
-    processes = CpuPool(cpus) if own_pool and cpus > 1 else None
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    use_processes = config.sync.processes and own_pool and cpus > 1 and can_fork
+    processes = CpuPool(cpus) if use_processes else None
     bar = Progress(enabled=progress)
     pool = executor or cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
     fetcher = Fetcher(

@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from test_report import DESIGN_FIELDS
 
 from fetcher.cli import main
+from fetcher.config import load_config
 from fetcher.errors import StateError
 from fetcher.report import Result
 from fetcher.state import State
@@ -873,3 +874,24 @@ def test_sync_one_reports_failures_as_results(origin: Origin, tmp_path: Path) ->
     missing = sync_one(origin.url("/absent.png"), target)
     assert (missing.outcome, missing.reason, missing.http_status) == ("failed", "http-404", 404)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("processes", [True, False], ids=["processes", "threads"])
+def test_compares_decide_alike_in_worker_processes_and_in_threads(
+    mirror: Mirror, processes: bool
+) -> None:
+    originals = pictures()
+    pairs: list[tuple[str, str | None]] = [(mirror.url(p), None) for p in originals]
+    config = load_config(sync={"processes": processes, "compare_workers": 2})
+    assert sync(pairs, mirror.dest, config).counts["new"] == len(originals)
+    mirror.origin.publish(
+        "/photos/astronaut.jpg",
+        reencoded_q90(originals["/photos/astronaut.jpg"]),
+        content_type="image/jpeg",
+    )
+    mirror.origin.publish("/photos/coffee.png", boxed(originals["/photos/coffee.png"]))
+    seen: dict[str, str] = {}
+    report = sync(pairs, mirror.dest, config, on_result=lambda r: seen.__setitem__(r.url, r.reason))
+    assert report.exit_code == 0
+    assert seen[mirror.url("/photos/astronaut.jpg")] == "similar"
+    assert seen[mirror.url("/photos/coffee.png")] == "dissimilar"
