@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import random
+import select
 import socket
 import subprocess
 import sys
@@ -141,10 +142,13 @@ class Driver:
         sampler.start()
         self.proc.stdin.write("run\n")
         self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 180)
+        line = self.proc.stdout.readline() if ready else ""
         done.set()
         sampler.join()
-        assert line, "the driver died"
+        if not line:
+            self.proc.kill()
+            raise AssertionError("the driver died or hung; see driver.err")
         answer: dict[str, Any] = json.loads(line)
         answer["peak_fds"] = peak[0]
         return answer
