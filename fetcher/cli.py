@@ -202,11 +202,11 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 def _failure_line(result: Any) -> str:
     """``line N: URL: cause``, without repeating what the cause already names."""
     message = str(result.error)
+    if message.startswith("line "):
+        return message  # a list-line error names its line and text already
     if result.url and result.url not in message:
         message = f"{result.url}: {message}"
-    if result.line and not message.startswith("line "):
-        message = f"line {result.line}: {message}"
-    return message
+    return f"line {result.line}: {message}" if result.line else message
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

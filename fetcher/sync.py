@@ -480,7 +480,7 @@ def _run(
             if isinstance(item, BadLine):
                 finish(
                     Result(
-                        url="",
+                        url=(item.text.split() or [""])[0],  # what the line has for a URL
                         path="",
                         outcome="failed",
                         reason=item.error.reason,

@@ -922,7 +922,7 @@ def test_hostile_names_end_safely_inside_the_destination(
     assert code == 1
     assert "Traceback" not in err
     assert len(rows) == len(lines)
-    by_url = {row["url"]: row for row in rows if row["url"]}
+    by_url = {row["url"]: row for row in rows if row["path"]}
     ok = [row for row in rows if row["outcome"] == "new"]
     failed = [row for row in rows if row["outcome"] == "failed"]
     assert all(row["reason"] in ("unsafe-path", "bad-url") for row in failed)
@@ -937,7 +937,7 @@ def test_hostile_names_end_safely_inside_the_destination(
             assert name.rstrip(". ") == name
     assert files_under(dest) == {row["path"]: origin_body(origin, row["url"]) for row in ok}
     # a refused line is reported by its number ("line N: ...")
-    by_line = {int(row["error"].split(":")[0][5:]): row for row in failed if not row["url"]}
+    by_line = {row["line"]: row for row in failed if not row["path"]}
     number = {key: i for i, key in enumerate([*served, *explicit, "nul", "words", "ftp"], 1)}
     # only the first of two names that differ by case or Unicode form is written
     for first, second in (("upper", "lower"), ("nfc", "nfd")):
