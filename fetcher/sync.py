@@ -36,7 +36,7 @@ from .store import (
     parse_http_date,
     read_file,
 )
-from .urls import BadLine, Entry, parse_line, read_entries, safe_join
+from .urls import BadLine, Entry, read_entries, safe_join, validate_url
 
 __all__ = ["Job", "Outcome", "run_job", "sync", "sync_one"]
 
@@ -266,7 +266,7 @@ def sync_one(
     job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
     with Fetcher(config.http, session=session, pool_size=1, per_host=1) as fetcher:
         try:
-            parse_line(url)
+            validate_url(url)
         except UrlError as exc:
             return _failed(job, exc, time.monotonic()).result
         return run_job(job, config, fetcher).result
