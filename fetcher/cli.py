@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-q", "--quiet", action="store_true", help="print only failures")
     verbosity.add_argument("-v", "--verbose", action="store_true", help="print every URL's result")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
+    syn.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="run on a Dask cluster: tcp://HOST:PORT, or 'local' for one on this machine",
+    )
     syn.set_defaults(handler=_cmd_sync)
 
     demo = sub.add_parser(
@@ -148,7 +153,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     from .report import ReportWriter, Result
     from .sync import sync
 
-    config = _load(args, sync={"workers": args.workers})
+    config = _load(args, sync={"workers": args.workers, "scheduler": args.scheduler})
     to_stdout = args.report == "-"
     out = sys.stderr if to_stdout else sys.stdout
     terminal = sys.stderr.isatty()

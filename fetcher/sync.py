@@ -11,18 +11,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
 from .compare import Comparison, compare
 from .config import CompareConfig, Config
 from .decode import decode
-from .errors import FetcherError, StoreError, UrlError
+from .errors import ConfigError, FetcherError, StoreError, UrlError
 from .http import Fetcher, Validators
 from .report import Progress, Report, ReportWriter, Result
 from .state import Record, State
@@ -38,9 +39,13 @@ from .store import (
 )
 from .urls import BadLine, Entry, read_entries, safe_join, validate_url
 
-__all__ = ["Job", "Outcome", "run_job", "sync", "sync_one"]
+__all__ = ["Job", "Outcome", "cluster_executor", "run_batch", "run_job", "sync", "sync_one"]
 
 STATE_FILE = "state.sqlite3"
+
+#: Jobs per task sent to an outside executor (a Dask cluster): enough that the per-task
+#: overhead (milliseconds) stays small next to the downloads, few enough to spread the work.
+BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,97 @@ class CpuPool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+_FETCHERS: dict[str, Fetcher] = {}
+_FETCHERS_LOCK = threading.Lock()
+
+
+def _worker_fetcher(config: Config) -> Fetcher:
+    """This process's Fetcher for ``config``, made once (connections are reused across tasks)."""
+    key = repr(config)
+    with _FETCHERS_LOCK:
+        fetcher = _FETCHERS.get(key)
+        if fetcher is None:
+            fetcher = Fetcher(
+                config.http, pool_size=config.sync.workers, per_host=config.sync.per_host
+            )
+            _FETCHERS[key] = fetcher
+        return fetcher
+
+
+def run_batch(jobs: Sequence[Job], config: Config) -> list[Outcome]:
+    """Run ``jobs`` one after another in this process: the task an outside executor runs.
+
+    Module-level and given only plain values, so it pickles to a Dask worker; the
+    worker builds its own :class:`~fetcher.http.Fetcher` (kept per process and config)
+    and never touches the state. The jobs of one batch share a host and run one at a
+    time, so each batch in flight is one connection to that host.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+        The jobs, with their validators.
+    config : Config
+        The run's configuration.
+
+    Returns
+    -------
+    list of Outcome
+        One outcome per job, in order.
+    """
+    fetcher = _worker_fetcher(config)
+    return [run_job(job, config, fetcher) for job in jobs]
+
+
+@contextlib.contextmanager
+def cluster_executor(scheduler: str) -> Iterator[cf.Executor]:
+    """An executor on a Dask cluster: ``"local"`` starts one here, else a scheduler address.
+
+    Parameters
+    ----------
+    scheduler : str
+        ``"local"`` for a LocalCluster sized to this machine (worker processes,
+        dashboard off, 127.0.0.1 only), or an address such as ``tcp://HOST:PORT``.
+
+    Yields
+    ------
+    concurrent.futures.Executor
+        The client's executor; the client (and a local cluster) close on exit.
+
+    Raises
+    ------
+    ConfigError
+        ``distributed`` is not installed, the address is not one, or the scheduler
+        cannot be reached.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError(
+            'a scheduler needs Dask distributed: pip install "fetcher[dask]"'
+        ) from None
+    if scheduler != "local" and "://" not in scheduler:
+        raise ConfigError(
+            f'scheduler must be "local" or an address like tcp://HOST:PORT, got {scheduler!r}'
+        )
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            cluster = stack.enter_context(
+                LocalCluster(  # type: ignore[no-untyped-call]
+                    processes=True, dashboard_address=None, host="127.0.0.1"
+                )
+            )
+            address: Any = cluster
+        else:
+            address = scheduler
+        try:
+            client = stack.enter_context(
+                Client(address, timeout="10s")  # type: ignore[no-untyped-call]
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot reach Dask scheduler {scheduler}: {exc}") from None
+        yield client.get_executor()
+
+
 def _digest(data: bytes | None) -> str:
     return "" if data is None else hashlib.sha256(data).hexdigest()
 
@@ -316,7 +412,11 @@ def sync(
     session : requests.Session, optional
         Your own session, used by every worker and not closed.
     executor : concurrent.futures.Executor, optional
-        Where jobs run; a thread pool of ``sync.workers`` by default.
+        Where jobs run; a thread pool of ``sync.workers`` by default, or a Dask
+        cluster when ``sync.scheduler`` is set. Given one (e.g. a ``distributed``
+        client's ``get_executor()``), jobs go to it in batches of one host through
+        :func:`run_batch`, which must pickle to where it runs; the destination must
+        be a path every worker shares. This call keeps the lock and the state.
     dry_run : bool
         Decide everything, write nothing (the state is not updated either).
     force : bool
@@ -335,6 +435,8 @@ def sync(
 
     Raises
     ------
+    ValueError
+        Both a session and an executor were given.
     LockError
         Another run holds the destination's lock.
     StoreError, StateError
@@ -346,8 +448,13 @@ def sync(
         dest_path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create destination {dest_path}: {exc.strerror or exc}") from None
+    if executor is not None and session is not None:
+        raise ValueError("a session cannot travel to an executor's workers: pass one or the other")
     outcome_report = Report(dry_run=dry_run)
-    with DestinationLock(dest_path):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(DestinationLock(dest_path))
+        if executor is None and config.sync.scheduler:
+            executor = stack.enter_context(cluster_executor(config.sync.scheduler))
         clean_stale_temporaries(dest_path)
         state_path = (
             Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
@@ -443,12 +550,15 @@ def _run(
     processes = CpuPool(cpus) if use_processes else None
     bar = Progress(enabled=progress)
     pool = executor or cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
+    # With an outside executor (a Dask cluster) jobs travel in batches of one host to
+    # run_batch, which builds its own Fetcher where it runs; this one is then unused.
     fetcher = Fetcher(
         config.http, session=session, pool_size=workers, per_host=config.sync.per_host
     )
-    pending: set[cf.Future[Outcome]] = set()
-    jobs: dict[cf.Future[Outcome], Job] = {}
+    pending: set[cf.Future[Any]] = set()
+    jobs: dict[cf.Future[Any], list[Job]] = {}
     limit = workers * 2
+    batches = _Batches(config.sync.per_host, size=BATCH)
 
     held = _HeldInterrupts()
 
@@ -470,9 +580,20 @@ def _run(
         with held.hold():  # every finished job is recorded before an interrupt is raised
             for future in done:
                 pending.discard(future)
-                job = jobs.pop(future)
-                outcome = future.result()  # a bug in a worker propagates here
-                finish(outcome.result, job, outcome)
+                batch = jobs.pop(future)
+                outcomes = future.result()  # a bug in a worker propagates here
+                if own_pool:
+                    outcomes = [outcomes]
+                else:
+                    batches.done(batch)
+                for job, outcome in zip(batch, outcomes, strict=True):
+                    finish(outcome.result, job, outcome)
+
+    def submit_batches(*, partial: bool) -> None:
+        for batch in batches.ready(partial=partial):
+            future = pool.submit(run_batch, batch, config)
+            pending.add(future)
+            jobs[future] = batch
 
     held.install()
     try:
@@ -495,15 +616,27 @@ def _run(
             if isinstance(job, Result):
                 finish(job, None, None)
                 continue
+            if not own_pool:
+                batches.add(job)
+                submit_batches(partial=False)
+                while len(pending) >= limit or batches.held > limit * BATCH:
+                    if not pending:  # many hosts, none with a full batch
+                        submit_batches(partial=True)
+                        continue
+                    drain(block=True)
+                    submit_batches(partial=False)
+                continue
             future = pool.submit(
                 run_job, job, config, fetcher, compare_slots=compare_slots, processes=processes
             )
             pending.add(future)
-            jobs[future] = job
+            jobs[future] = [job]
             while len(pending) >= limit:
                 drain(block=True)
+        submit_batches(partial=True)
         while pending:
             drain(block=True)
+            submit_batches(partial=True)
     except KeyboardInterrupt:
         report.interrupted = True
         for future in pending:
@@ -525,6 +658,50 @@ def _run(
             pool.shutdown(wait=True, cancel_futures=True)
         if processes is not None:
             processes.close()
+
+
+class _Batches:
+    """Jobs waiting to go to an outside executor, grouped by host.
+
+    A batch holds up to ``size`` jobs of one host and runs them one at a time, so a
+    host never has more than ``per_host`` batches (connections) in flight, across all
+    the cluster's workers.
+    """
+
+    def __init__(self, per_host: int, *, size: int) -> None:
+        self._per_host = per_host
+        self._size = size
+        self._waiting: dict[str, list[Job]] = {}
+        self._in_flight: dict[str, int] = {}
+        self.held = 0
+
+    def add(self, job: Job) -> None:
+        self._waiting.setdefault(_host(job.url), []).append(job)
+        self.held += 1
+
+    def ready(self, *, partial: bool) -> Iterator[list[Job]]:
+        """Take the batches that may start now (full ones only unless ``partial``)."""
+        for host, waiting in list(self._waiting.items()):
+            while waiting and self._in_flight.get(host, 0) < self._per_host:
+                if len(waiting) < self._size and not partial:
+                    break
+                batch, waiting[:] = waiting[: self._size], waiting[self._size :]
+                self._in_flight[host] = self._in_flight.get(host, 0) + 1
+                self.held -= len(batch)
+                yield batch
+            if not waiting:
+                del self._waiting[host]
+
+    def done(self, batch: list[Job]) -> None:
+        host = _host(batch[0].url)
+        self._in_flight[host] -= 1
+        if not self._in_flight[host]:
+            del self._in_flight[host]
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
 
 
 def _job(entry: Entry, dest: Path, state: State, *, force: bool, dry_run: bool) -> Job | Result:

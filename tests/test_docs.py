@@ -28,7 +28,7 @@ def test_quick_start_has_exactly_two_commands_install_demo_and_tests() -> None:
     commands = _quick_start_commands()
     assert len(commands) == 2
     assert commands[0] == "pip install . && fetcher demo"
-    assert "pytest" in commands[1] and commands[1].startswith('pip install ".[test]"')
+    assert "pytest" in commands[1] and commands[1].startswith('pip install ".[test,dask]"')
 
 
 def test_ci_runs_the_readme_test_command() -> None:
