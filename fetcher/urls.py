@@ -63,6 +63,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from .errors import StoreError, UnsafePathError, UrlError
+from .store import STATE_DIR
+from .store import TEMP_PREFIX as TMP_PREFIX
 
 __all__ = [
     "BadLine",
@@ -80,8 +82,6 @@ LAYOUTS = ("host/path", "path")
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
 INDEX_NAME = "index"
-STATE_DIR = ".fetcher"
-TMP_PREFIX = ".fetcher-tmp-"
 _TEXT_CAP = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _WINDOWS_FORBIDDEN = '<>:"/\\|?*'
