@@ -516,6 +516,9 @@ class Fetcher:
         last_modified = resp.headers.get("Last-Modified")
         content_type = resp.headers.get("Content-Type")
         if status == 304 and validators.conditional:
+            # Read the (empty) rest so urllib3 puts the connection back in the pool;
+            # closing an unread response would drop a keep-alive connection per 304.
+            resp.raw.drain_conn()
             return Response(
                 url,
                 304,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import http.server
 import io
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import requests
@@ -539,3 +541,80 @@ def test_per_host_concurrency_limit(origin: Origin, per_host: int) -> None:
     assert len(origin.requests) == 8
     assert all(r.status == 200 for r in origin.requests)
     assert origin.peak_concurrency == per_host
+
+
+# -- cost per request: kept-alive connections, one alarm thread, environment read once --------
+
+
+class _KeepAliveServer(http.server.ThreadingHTTPServer):
+    """Counts the connections it accepts (each is one TCP handshake by the client)."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _KeepAliveHandler)
+        self.connections = 0
+        self.request_lines: list[str] = []
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.connections += 1  # called on the accepting thread, one at a time
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet: a pooled client hangs up on a kept-alive connection at the end."""
+
+
+class _KeepAliveHandler(http.server.BaseHTTPRequestHandler):
+    """/304: 304 to a matching If-None-Match; /404: 404 with a body; else 200 with PNG."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server: _KeepAliveServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.server.request_lines.append(self.requestline)
+        if self.path.endswith("/304") and self.headers.get("If-None-Match") == '"v1"':
+            self.send_response(304)
+            self.send_header("ETag", '"v1"')
+            self.end_headers()
+            return
+        code, body = (404, b"no such image\n") if self.path.endswith("/404") else (200, PNG)
+        self.send_response(code)
+        self.send_header("ETag", '"v1"')
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def keepalive() -> Iterator[_KeepAliveServer]:
+    server = _KeepAliveServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _base(server: _KeepAliveServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.mark.parametrize(
+    ("path", "validators"), [("/304", Validators(etag='"v1"')), ("/200", None)]
+)
+def test_one_connection_serves_many_fetches(
+    keepalive: _KeepAliveServer, path: str, validators: Validators | None
+) -> None:
+    with Fetcher(HttpConfig(retries=0), per_host=1, pool_size=1) as f:
+        statuses = {f.fetch(_base(keepalive) + path, validators).status for _ in range(20)}
+    assert statuses == ({304} if validators else {200})
+    assert len(keepalive.request_lines) == 20
+    assert keepalive.connections == 1
