@@ -26,7 +26,8 @@ Decisions
   ``max_redirects`` hops (more, or a loop: reason ``"redirects"``); a Location that is
   not http(s) is refused (reason ``"redirect"``).
 - The deadline runs from the start of each attempt (its first hop) to its last byte. A
-  watchdog timer shuts the socket down when it expires, which wakes a blocked read; the
+  watchdog shuts the socket down when it expires, which wakes a blocked read (one alarm
+  thread per process serves every watchdog, not a timer thread per request); the
   connect and first read of each hop are also given at most the time left. A server
   that trickles its *headers* is bounded only by the per-read timeout until the headers
   are complete (the socket is not reachable through ``requests`` before that).
@@ -36,7 +37,10 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
 import http.client
+import itertools
+import os
 import socket
 import threading
 import time
@@ -138,26 +142,129 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
+class _Alarm:
+    """One daemon thread per process that fires watchdogs when their deadlines pass.
+
+    A heap of ``(deadline, seq, watchdog)`` under a Condition. Cancelling is lazy: the
+    entry stays in the heap, marked, and is dropped when it reaches the top; when more
+    than half of the heap is cancelled entries it is rebuilt, so the heap holds at most
+    about twice the downloads in flight however many requests a run makes. The thread
+    starts with the first schedule. After ``os.fork`` the child gets a fresh alarm
+    (:func:`_alarm_after_fork`): the thread does not survive a fork, and the lock may
+    have been held by another thread at that moment.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._seq = itertools.count()
+        self._cancelled = 0  # entries in the heap whose watchdog has finished
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Entries in the heap, cancelled ones included."""
+        with self._cond:
+            return len(self._heap)
+
+    def schedule(self, watchdog: _Watchdog, seconds: float) -> None:
+        """Fire ``watchdog`` in ``seconds`` unless it is cancelled first."""
+        at = time.monotonic() + max(seconds, 0.0)
+        with self._cond:
+            heapq.heappush(self._heap, (at, next(self._seq), watchdog))
+            watchdog.pending = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="fetcher-deadline-alarm", daemon=True
+                )
+                self._thread.start()
+            elif self._heap[0][2] is watchdog:
+                self._cond.notify()  # earlier than what the thread is waiting for
+
+    def cancel(self, watchdog: _Watchdog) -> None:
+        """Forget ``watchdog`` (no effect if it already fired or was cancelled)."""
+        with self._cond:
+            if not watchdog.pending:
+                return
+            watchdog.pending = False
+            self._cancelled += 1
+            if 2 * self._cancelled > len(self._heap):
+                self._heap = [entry for entry in self._heap if entry[2].pending]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def close(self) -> None:
+        """Stop the thread (for tests; the process-wide alarm is never closed)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(5)
+
+    def _next_due(self) -> _Watchdog | None:
+        """Wait (holding the condition) until an entry is due; None once closed."""
+        while not self._closed:
+            heap = self._heap  # cancel() may have rebuilt it
+            if heap and not heap[0][2].pending:
+                heapq.heappop(heap)
+                self._cancelled -= 1
+                continue
+            if not heap:
+                self._cond.wait()
+                continue
+            left = heap[0][0] - time.monotonic()
+            if left <= 0:
+                watchdog = heapq.heappop(heap)[2]
+                watchdog.pending = False
+                return watchdog
+            self._cond.wait(left)
+        return None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                watchdog = self._next_due()
+            if watchdog is None:
+                return
+            watchdog.fire()
+
+
+_alarm = _Alarm()
+
+
+def _alarm_after_fork() -> None:
+    """In a forked child: a fresh alarm (the parent's thread and lock state do not carry)."""
+    global _alarm
+    _alarm = _Alarm()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_alarm_after_fork)
+
+
 class _Watchdog:
     """Shuts a response's socket down when the deadline passes, waking a blocked read."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, alarm: _Alarm | None = None) -> None:
         self._lock = threading.Lock()
         self._response: requests.Response | None = None
         self._done = False
         self.fired = False
-        self._timer = threading.Timer(max(seconds, 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+        self.pending = False  # in the alarm's heap; guarded by the alarm's lock
+        self._alarm = alarm if alarm is not None else _alarm
+        self._alarm.schedule(self, seconds)
 
     def watch(self, response: requests.Response) -> None:
+        """Shut ``response`` down when the deadline passes (at once if it has)."""
         with self._lock:
             self._response = response
             fired = self.fired
         if fired:
             _shutdown(response)
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
+        """The deadline has passed (called by the alarm thread)."""
         with self._lock:
             if self._done:
                 return
@@ -167,11 +274,11 @@ class _Watchdog:
             _shutdown(response)
 
     def finish(self) -> bool:
-        """Stop the timer; True if it had already fired."""
+        """Cancel the alarm; True if it had already fired."""
         with self._lock:
             self._done = True
             fired = self.fired
-        self._timer.cancel()
+        self._alarm.cancel(self)
         return fired
 
 

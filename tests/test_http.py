@@ -6,6 +6,8 @@ import email.utils
 import gzip
 import http.server
 import io
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +30,7 @@ from fetcher.errors import (
     TooLargeError,
     UrlError,
 )
-from fetcher.http import Fetcher, Validators, make_session, parse_retry_after
+from fetcher.http import Fetcher, Validators, _Alarm, _Watchdog, make_session, parse_retry_after
 
 URL = "http://images.example/a.png"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -618,3 +620,89 @@ def test_one_connection_serves_many_fetches(
     assert statuses == ({304} if validators else {200})
     assert len(keepalive.request_lines) == 20
     assert keepalive.connections == 1
+
+
+def test_no_thread_per_request(
+    keepalive: _KeepAliveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    me = threading.current_thread()
+    started_here: list[str] = []
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if threading.current_thread() is me:  # not the server's per-connection threads
+            started_here.append(thread.name)
+        real_start(thread)
+
+    with Fetcher(HttpConfig(retries=0), per_host=1, pool_size=1) as f:
+        url = _base(keepalive) + "/304"
+        f.fetch(url, Validators(etag='"v1"'))  # the server's connection thread exists now
+        baseline = threading.active_count()
+        monkeypatch.setattr(threading.Thread, "start", start)
+        for _ in range(50):
+            assert f.fetch(url, Validators(etag='"v1"')).not_modified
+        assert threading.active_count() <= baseline + 1
+    assert len(started_here) <= 1  # at most the process's alarm thread, once
+
+
+def test_alarm_purges_cancelled_entries() -> None:
+    alarm = _Alarm()
+    try:
+        dogs = [_Watchdog(3600.0, alarm=alarm) for _ in range(1000)]
+        assert len(alarm) == 1000
+        live = dogs[::100]  # 10 downloads still in flight
+        for dog in dogs:
+            if dog not in live:
+                assert dog.finish() is False
+        assert len(alarm) <= 2 * len(live) + 1
+        for dog in live:
+            dog.finish()
+        assert len(alarm) == 0
+    finally:
+        alarm.close()
+
+
+def test_alarm_fires_an_earlier_deadline_scheduled_later() -> None:
+    alarm = _Alarm()
+    try:
+        late = _Watchdog(3600.0, alarm=alarm)
+        t0 = time.monotonic()
+        soon = _Watchdog(0.2, alarm=alarm)  # the thread is already waiting for `late`
+        while not soon.fired and time.monotonic() - t0 < 5:
+            time.sleep(0.01)
+        assert soon.fired and 0.15 <= time.monotonic() - t0 < 2.0
+        assert not late.fired
+        assert soon.finish() is True and late.finish() is False
+    finally:
+        alarm.close()
+
+
+def test_deadline_still_works_in_a_forked_child(origin: Origin) -> None:
+    origin.publish("/a.png", PNG)
+    origin.publish("/slow.png", PNG[:200])
+    origin.fault("/slow.png", "trickle", interval=0.1)  # 20 s in all
+    with real() as f:
+        f.fetch(origin.url("/a.png"))  # the parent's alarm thread is running
+    pid = os.fork()
+    if pid == 0:  # child: only this thread survives the fork
+        code = 3
+        try:
+            t0 = time.monotonic()
+            with real(deadline=1.0, read_timeout=30.0) as f:
+                f.fetch(origin.url("/slow.png"))
+            code = 2  # finished: the deadline never fired
+        except FetchTimeoutError as exc:
+            code = 0 if exc.reason == "deadline" and time.monotonic() - t0 < 5 else 1
+        finally:
+            os._exit(code)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 10:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child's fetch was not cut at its deadline")
+    assert os.waitstatus_to_exitcode(status) == 0
