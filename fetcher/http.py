@@ -31,6 +31,10 @@ Decisions
   connect and first read of each hop are also given at most the time left. A server
   that trickles its *headers* is bounded only by the per-read timeout until the headers
   are complete (the socket is not reachable through ``requests`` before that).
+- The environment is read once per host per :class:`Fetcher`, not per request: on the
+  session it builds itself (``trust_env`` turned off), the fetcher passes explicitly what
+  ``requests`` would otherwise re-read on every request (see :func:`_read_environment`).
+  A caller's session is used as is.
 """
 
 from __future__ import annotations
@@ -131,6 +135,34 @@ def make_session(config: HttpConfig, *, pool_size: int = 10) -> requests.Session
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+@dataclass(frozen=True)
+class _HostEnv:
+    """What a ``trust_env`` session would take from the environment for one host."""
+
+    proxies: dict[str, str] | None  # None: ask the session (a caller's session)
+    verify: str | None  # a CA bundle path; None: the session's own ``verify``
+    auth: tuple[str, str] | None  # .netrc login and password
+
+
+_AS_IS = _HostEnv(None, None, None)  # a caller's session reads the environment itself
+
+
+def _read_environment(url: str) -> _HostEnv:
+    """Read the environment as ``requests`` does for each request of a trust_env session.
+
+    The same calls as ``Session.merge_environment_settings`` (proxies from
+    ``get_environ_proxies``: HTTP_PROXY, HTTPS_PROXY, ALL_PROXY and NO_PROXY in either
+    case; ``verify`` from REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE) and
+    ``Session.prepare_request`` (``get_netrc_auth``: NETRC, ~/.netrc). The answer depends
+    only on the URL's scheme, host and port, which is what :class:`Fetcher` caches it by.
+    """
+    return _HostEnv(
+        proxies=requests.utils.get_environ_proxies(url),
+        verify=os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None,
+        auth=requests.utils.get_netrc_auth(url),
+    )
 
 
 class _Retry(Exception):
@@ -384,7 +416,11 @@ class Fetcher:
         Timeouts, deadline, retries, backoff, byte cap, redirects, headers.
     session : requests.Session, optional
         Used as is and not closed by :meth:`close`; our headers and timeouts are still
-        sent with every request. Without one, :func:`make_session` builds one.
+        sent with every request. Without one, :func:`make_session` builds one, and the
+        environment (proxies, NO_PROXY, CA bundle, .netrc) is read once per scheme,
+        host and port for the life of this fetcher instead of on every request (so a
+        change to it during a run is not seen); what is read is what ``requests``
+        itself would use.
     pool_size : int, optional
         Connection pool size of the session we build.
     per_host : int, optional
@@ -408,6 +444,10 @@ class Fetcher:
         self.config = config
         self._own_session = session is None
         self.session = session if session is not None else make_session(config, pool_size=pool_size)
+        self._environment: dict[tuple[str, str | None, int | None], _HostEnv] | None = None
+        if self._own_session:
+            self.session.trust_env = False  # read once per host by _env_for instead
+            self._environment = {}
         self._per_host = per_host
         self._sleep = sleep
         self._clock = clock
@@ -505,6 +545,17 @@ class Fetcher:
         if seconds > 0:
             self._sleep(seconds)
 
+    def _env_for(self, url: str) -> _HostEnv:
+        """The environment's settings for ``url``'s host, read on first use."""
+        if self._environment is None:
+            return _AS_IS
+        parts = urlsplit(url)
+        key = (parts.scheme.lower(), parts.hostname, parts.port)
+        env = self._environment.get(key)
+        if env is None:
+            env = self._environment[key] = _read_environment(url)
+        return env
+
     def _slot(self, host: str) -> threading.BoundedSemaphore:
         with self._lock:
             slot = self._slots.get(host)
@@ -586,6 +637,7 @@ class Fetcher:
         left = deadline_at - self._clock()
         if left <= 0:
             raise self._deadline(url)
+        env = self._env_for(url)
         watchdog = _Watchdog(left)
         try:
             try:
@@ -595,6 +647,9 @@ class Fetcher:
                     timeout=(min(cfg.connect_timeout, left), min(cfg.read_timeout, left)),
                     stream=True,
                     allow_redirects=False,
+                    proxies=None if env.proxies is None else dict(env.proxies),
+                    verify=env.verify,
+                    auth=env.auth if self.session.auth is None else None,
                 )
             except requests.RequestException as exc:
                 if watchdog.finish():

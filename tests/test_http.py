@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import gzip
 import http.server
@@ -706,3 +707,122 @@ def test_deadline_still_works_in_a_forked_child(origin: Origin) -> None:
         os.waitpid(pid, 0)
         pytest.fail("the forked child's fetch was not cut at its deadline")
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+_ENV_VARS = [
+    *(f"{name}_proxy" for name in ("http", "https", "all", "no")),
+    *(f"{name.upper()}_PROXY" for name in ("http", "https", "all", "no")),
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NETRC",
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatch:
+    """No proxy, CA bundle or netrc settings from the real environment; HOME is empty."""
+    for name in _ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    return monkeypatch
+
+
+def test_http_proxy_from_environment_is_used(
+    keepalive: _KeepAliveServer, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("HTTP_PROXY", _base(keepalive))
+    with Fetcher(HttpConfig(retries=0)) as f:
+        r = f.fetch("http://example.invalid/x.png")
+    assert r.body == PNG
+    assert keepalive.request_lines == ["GET http://example.invalid/x.png HTTP/1.1"]
+
+
+def test_no_proxy_covering_the_host_bypasses_the_proxy(
+    keepalive: _KeepAliveServer, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("HTTP_PROXY", _base(keepalive))
+    clean_env.setenv("NO_PROXY", "localhost,.invalid")
+    with Fetcher(HttpConfig(retries=0)) as f, pytest.raises(FetchConnectionError):
+        f.fetch("http://example.invalid/x.png")  # straight to a name that does not resolve
+    assert keepalive.request_lines == []
+
+
+def test_environment_is_read_once_per_host(
+    keepalive: _KeepAliveServer, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("HTTP_PROXY", _base(keepalive))
+    reads: list[str] = []
+    for module in (requests.utils, requests.sessions):  # ours, and requests' own per request
+        for name in ("get_environ_proxies", "get_netrc_auth"):
+            real_read = getattr(requests.utils, name)
+
+            def counted(url: str, *args: Any, _real: Any = real_read, **kw: Any) -> Any:
+                reads.append(url)
+                return _real(url, *args, **kw)
+
+            clean_env.setattr(module, name, counted)
+    hosts = ["http://example.invalid", "http://other.invalid"]
+    with Fetcher(HttpConfig(retries=0)) as f:
+        for i in range(20):
+            assert f.fetch(f"{hosts[i % 2]}/{i}.png").body == PNG
+    assert len(keepalive.request_lines) == 20
+    assert len(reads) == 2 * len(hosts)  # proxies and netrc, once for each host
+
+
+def _sent_to_adapter(monkeypatch: pytest.MonkeyPatch, fetch: Any) -> tuple[Any, ...]:
+    """What reaches HTTPAdapter.send (proxies, verify, Authorization) for one request."""
+    seen: list[tuple[Any, ...]] = []
+
+    def send(self: Any, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        auth = request.headers.get("Authorization")
+        seen.append((dict(kwargs.get("proxies") or {}), kwargs.get("verify"), auth))
+        raise requests.exceptions.ConnectionError("recorded, not sent")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", send)
+    with contextlib.suppress(requests.exceptions.ConnectionError, FetchConnectionError):
+        fetch()
+    assert len(seen) == 1
+    return seen[0]
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HTTP_PROXY": "http://proxy.invalid:3128"},
+        {"http_proxy": "http://p1.invalid:1", "HTTPS_PROXY": "http://p2.invalid:2"},
+        {"ALL_PROXY": "http://all.invalid:8"},
+        {"HTTP_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "example.invalid"},
+        {"HTTP_PROXY": "http://proxy.invalid:3128", "no_proxy": "other.invalid:8080"},
+        {"HTTP_PROXY": "http://proxy.invalid:3128", "NO_PROXY": "example.invalid:8080"},
+        {"REQUESTS_CA_BUNDLE": "/etc/ca-a.pem", "CURL_CA_BUNDLE": "/etc/ca-b.pem"},
+        {"CURL_CA_BUNDLE": "/etc/ca-b.pem"},
+        {"NETRC": "{netrc}"},
+        {},
+    ],
+)
+@pytest.mark.parametrize(
+    "url", ["http://example.invalid:8080/a.png", "https://other.invalid/a.png"]
+)
+def test_environment_settings_are_those_requests_would_use(
+    clean_env: pytest.MonkeyPatch, tmp_path: Any, env: dict[str, str], url: str
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine example.invalid login ann password s3cret\n")
+    for name, value in env.items():
+        clean_env.setenv(name, value.format(netrc=netrc))
+    with requests.Session() as plain:  # requests reading the environment per request
+        expected = _sent_to_adapter(clean_env, lambda: plain.get(url))
+    with Fetcher(HttpConfig(retries=0)) as f:
+        got = _sent_to_adapter(clean_env, lambda: f.fetch(url))
+        again = _sent_to_adapter(clean_env, lambda: f.fetch(url))  # from the cache
+    assert got == expected and again == expected
+
+
+def test_callers_session_reads_the_environment_itself(
+    keepalive: _KeepAliveServer, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("HTTP_PROXY", _base(keepalive))
+    with requests.Session() as session, Fetcher(HttpConfig(retries=0), session=session) as f:
+        assert f.fetch("http://example.invalid/x.png").body == PNG
+        assert session.trust_env is True
+    assert keepalive.request_lines == ["GET http://example.invalid/x.png HTTP/1.1"]
