@@ -503,6 +503,8 @@ class Fetcher:
             attempts += 1
             return self._attempt(url, validators, attempts, started)
 
+        # One Retrying per call: building it costs ~5 us. tenacity 9 keeps a call's state
+        # thread-local, but does not promise a shared Retrying is thread-safe.
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.config.retries + 1),
             wait=self._wait,
