@@ -306,9 +306,10 @@ class _Watchdog:
             _shutdown(response)
 
     def finish(self) -> bool:
-        """Cancel the alarm; True if it had already fired."""
+        """Cancel the alarm and let go of the response; True if it had already fired."""
         with self._lock:
             self._done = True
+            self._response = None  # a cancelled entry may wait in the heap: hold no socket
             fired = self.fired
         self._alarm.cancel(self)
         return fired
