@@ -6,15 +6,17 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .config import CompareConfig, Config
-from .decode import Decoded, decode, decode_image, harmonise
 from .errors import DecodeError, StoreError
-from .similarity import BandScore, Similarity, similarity
+
+if TYPE_CHECKING:  # numpy, scipy and Pillow load on the first comparison, not on import
+    import numpy as np
+    from PIL import Image
+
+    from .decode import Decoded
+    from .similarity import BandScore, Similarity
 
 __all__ = [
     "Comparison",
@@ -25,7 +27,7 @@ __all__ = [
     "render_diff_map",
 ]
 
-ImageSource = str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image
+ImageSource: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview | Image.Image"
 """What :func:`compare` accepts for each side: a path, the encoded bytes, or a PIL image."""
 
 #: Reasons a comparison can give, in ladder order.
@@ -102,6 +104,8 @@ def load_source(source: ImageSource) -> bytes | Image.Image:
     StoreError
         The path cannot be read; the message names it.
     """
+    from PIL import Image
+
     if isinstance(source, Image.Image):
         return source
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -113,6 +117,10 @@ def load_source(source: ImageSource) -> bytes | Image.Image:
 
 
 def _decode(source: bytes | Image.Image, config: CompareConfig) -> Decoded:
+    from PIL import Image
+
+    from .decode import decode, decode_image
+
     if isinstance(source, Image.Image):
         return decode_image(source, max_pixels=config.max_pixels, max_frames=config.max_frames)
     return decode(source, max_pixels=config.max_pixels, max_frames=config.max_frames)
@@ -186,6 +194,11 @@ def compare_decoded(
     keep_map: bool = False,
 ) -> Comparison:
     """Rungs 4-7 on two decoded images (see :func:`compare`)."""
+    import numpy as np
+
+    from .decode import harmonise
+    from .similarity import similarity
+
     cfg = config or CompareConfig()
     if old.size != new.size:
         return Comparison(
@@ -284,6 +297,9 @@ def render_diff_map(
     with ``size`` it is padded by edge replication back to the image's
     ``(width, height)`` so the picture lines up with the image.
     """
+    import numpy as np
+    from PIL import Image
+
     dissimilarity = np.clip(1.0 - np.asarray(ssim_map, dtype=np.float32), 0.0, 1.0)
     if size is not None:
         pad_y = max(size[1] - dissimilarity.shape[0], 0)

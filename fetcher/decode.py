@@ -24,33 +24,36 @@ TIFF) is decoded (GIF frames after disposal) and all frames share one mode: ``RG
 any frame has transparency, grey only if every frame is grey, 16-bit only if every frame
 is. An MPO (a camera JPEG carrying extra pictures) counts as its primary picture only.
 
-Limits, checked from the header before any pixel is decoded: each frame at most
-``max_pixels`` pixels, at most ``max_frames`` frames, and at most ``max_pixels`` pixels
-over all frames together (the cap bounds memory, and an animation holds all its frames).
-Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, which this module
-leaves alone) also applies and is reported the same way, as ``TooManyPixelsError``; its
-warning is silenced once, at import, for that warning class only.
+The caps (pixels per frame, frames, pixels over all frames: the cap bounds memory, and
+an animation holds all its frames) are checked from the header before any pixel is
+decoded, by :mod:`fetcher.pillow`, which also holds the cheap decodability check.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import struct
-import warnings
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 from numpy.typing import DTypeLike
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from .errors import DecodeError, StoreError, TooManyPixelsError
+from .errors import DecodeError, StoreError
+from .pillow import (
+    DEFAULT_MAX_FRAMES,
+    DEFAULT_MAX_PIXELS,
+    PIL_ERRORS,
+    bomb_error,
+    check_limits,
+    frame_count,
+    load_frame,
+    open_image,
+    pillow_call,
+    probe,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAMES",
@@ -63,39 +66,7 @@ __all__ = [
     "probe",
 ]
 
-_T = TypeVar("_T")
-
-DEFAULT_MAX_PIXELS = 120_000_000
-DEFAULT_MAX_FRAMES = 1000
-
-# Our own cap is checked before load(); Pillow's warning about big images is noise.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-
-# What Pillow raises for bad data (its own Image.open catches the same kinds while it
-# tries plugins). Only Pillow calls are wrapped, so bugs in this module still surface.
-_PIL_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    struct.error,
-    zlib.error,
-    IndexError,
-    KeyError,
-    TypeError,
-)
-
 _MODE_OF_BANDS_8 = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"BM", "BMP"),
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,125 +101,6 @@ class Decoded:
     def n_frames(self) -> int:
         """Number of frames (1 for a still image)."""
         return len(self.frames)
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _start_of(data: bytes) -> str:
-    """The first bytes, as text when they are text (an HTML page, a JSON error)."""
-    head = data[:24].lstrip(b"\xef\xbb\xbf \t\r\n")[:16]
-    try:
-        text = head.decode("ascii")
-    except UnicodeDecodeError:
-        return repr(head)
-    if text.translate(str.maketrans("", "", "\t\r\n")).isprintable():
-        return repr(text)
-    return repr(head)
-
-
-def _not_an_image(data: bytes) -> str:
-    if not data:
-        return "not an image (empty input, 0 bytes)"
-    for magic, fmt in _MAGIC:
-        if data.startswith(magic):
-            return f"corrupt or truncated {fmt} header ({len(data)} bytes)"
-    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
-        return f"corrupt or truncated WEBP header ({len(data)} bytes)"
-    return f"not an image (starts with {_start_of(data)})"
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, EOFError) or "truncated" in text.lower():
-        return f"truncated image: {text}"
-    return f"corrupt image: {text}"
-
-
-def _bomb(exc: BaseException) -> TooManyPixelsError:
-    return TooManyPixelsError(f"too many pixels: refused by Pillow's limit ({exc})")
-
-
-def _pillow(call: Callable[[], _T]) -> _T:
-    """Run one Pillow call, turning what Pillow raises for bad data into DecodeError."""
-    try:
-        return call()
-    except Image.DecompressionBombError as exc:
-        raise _bomb(exc) from None
-    except _PIL_ERRORS as exc:
-        raise DecodeError(_describe(exc)) from None
-
-
-# --------------------------------------------------------------------------- opening
-
-
-def _open(data: bytes) -> Image.Image:
-    if not data:
-        raise DecodeError(_not_an_image(data))
-    try:
-        return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise _bomb(exc) from None
-    except UnidentifiedImageError:
-        raise DecodeError(_not_an_image(data)) from None
-    except _PIL_ERRORS as exc:
-        raise DecodeError(_describe(exc)) from None
-
-
-def _frame_count(img: Image.Image) -> int:
-    if img.format == "MPO":
-        return 1  # the primary picture; the others are previews or depth maps
-    return int(_pillow(lambda: getattr(img, "n_frames", 1)))
-
-
-def _check_limits(
-    width: int, height: int, n_frames: int, *, max_pixels: int, max_frames: int
-) -> None:
-    if width * height > max_pixels:
-        raise TooManyPixelsError(
-            f"too many pixels: {width}x{height} = {width * height:,} over the cap of {max_pixels:,}"
-        )
-    if n_frames > max_frames:
-        raise DecodeError(f"too many frames: {n_frames:,} over the cap of {max_frames:,}")
-    if width * height * n_frames > max_pixels:
-        raise TooManyPixelsError(
-            f"too many pixels: {n_frames:,} frames of {width}x{height} = "
-            f"{width * height * n_frames:,} over the cap of {max_pixels:,}"
-        )
-
-
-def probe(data: bytes, *, max_pixels: int) -> tuple[str | None, tuple[int, int], int]:
-    """Read only the header: format, stored size and frame count, within the pixel cap.
-
-    Parameters
-    ----------
-    data : bytes
-        The encoded image.
-    max_pixels : int
-        Most pixels allowed in one frame and over all frames together.
-
-    Returns
-    -------
-    format : str or None
-        Pillow's format name.
-    size : tuple of int
-        ``(width, height)`` as stored, before EXIF orientation.
-    n_frames : int
-        Number of frames (1 for a still image and for an MPO).
-
-    Raises
-    ------
-    DecodeError
-        The header cannot be read: empty, not an image, truncated or corrupt.
-    TooManyPixelsError
-        The header claims more pixels than ``max_pixels``.
-    """
-    img = _open(data)
-    with img:
-        n_frames = _frame_count(img)
-        width, height = img.size
-        _check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=n_frames)
-        return img.format, (width, height), n_frames
 
 
 # --------------------------------------------------------------------------- normalising
@@ -304,11 +156,11 @@ def _frame_array(frame: Image.Image) -> np.ndarray:
     if mode in ("P", "PA"):
         palette_alpha = frame.palette is not None and frame.palette.mode == "RGBA"
         target = "RGBA" if key is not None or mode == "PA" or palette_alpha else "RGB"
-        return np.asarray(_pillow(lambda: frame.convert(target)))
+        return np.asarray(pillow_call(lambda: frame.convert(target)))
     if mode in ("L", "LA", "RGB", "RGBA"):
         arr = _bands(np.asarray(frame))
     elif mode == "1":
-        arr = _bands(np.asarray(_pillow(lambda: frame.convert("L"))))
+        arr = _bands(np.asarray(pillow_call(lambda: frame.convert("L"))))
         if isinstance(key, int):
             key = 255 if key else 0
     elif mode.startswith("I;16"):
@@ -316,11 +168,11 @@ def _frame_array(frame: Image.Image) -> np.ndarray:
     elif mode in ("I", "F"):
         arr = _bands(_to_uint16(np.asarray(frame)))
     elif mode == "La":
-        arr = np.asarray(_pillow(lambda: frame.convert("LA")))
+        arr = np.asarray(pillow_call(lambda: frame.convert("LA")))
     elif mode == "RGBa":
-        arr = np.asarray(_pillow(lambda: frame.convert("RGBA")))
+        arr = np.asarray(pillow_call(lambda: frame.convert("RGBA")))
     else:  # RGBX, CMYK, YCbCr, LAB, HSV and anything else Pillow can turn into RGB
-        arr = np.asarray(_pillow(lambda: frame.convert("RGB")))
+        arr = np.asarray(pillow_call(lambda: frame.convert("RGB")))
         key = None
     if key is not None and arr.shape[2] in (1, 3):
         keyed = _with_key_alpha(arr, key)
@@ -379,8 +231,8 @@ def _orientation(img: Image.Image) -> int:
     try:
         value = img.getexif().get(0x0112, 1)
     except Image.DecompressionBombError as exc:
-        raise _bomb(exc) from None
-    except _PIL_ERRORS:
+        raise bomb_error(exc) from None
+    except PIL_ERRORS:
         return 1  # an unreadable EXIF block: show the pixels as stored, as browsers do
     return value if isinstance(value, int) and value in _ORIENT else 1
 
@@ -413,32 +265,25 @@ def decode_image(
     TooManyPixelsError, DecodeError
         As :func:`decode`.
     """
-    n_frames = _frame_count(img)
+    n_frames = frame_count(img)
     width, height = img.size
-    _check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=max_frames)
+    check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=max_frames)
     start = img.tell() if n_frames > 1 else 0
     arrays: list[np.ndarray] = []
     durations: list[int] = []
     try:
         for index in range(n_frames):
-            if n_frames > 1:
-                _pillow(partial(img.seek, index))
-            if img.size != (width, height):
-                raise DecodeError(
-                    f"frame {index} is {img.size[0]}x{img.size[1]}, "
-                    f"unlike the first frame's {width}x{height}"
-                )
-            _pillow(img.load)
+            load_frame(img, index, n_frames, (width, height))
             arrays.append(_frame_array(img))
             duration = img.info.get("duration", 0)
             durations.append(round(duration) if isinstance(duration, (int, float)) else 0)
         if n_frames > 1:
-            _pillow(lambda: img.seek(0))
+            pillow_call(lambda: img.seek(0))
         orientation = _orientation(img)
     finally:
         if n_frames > 1 and img.tell() != start:
             with contextlib.suppress(DecodeError):  # best effort; keep the first error
-                _pillow(lambda: img.seek(start))
+                pillow_call(lambda: img.seek(start))
     bands, dtype = _layout(arrays)
     turn = _ORIENT.get(orientation)
     frames = []
@@ -485,7 +330,7 @@ def decode(
         Empty, not an image, truncated or corrupt, or over the frame cap; the message
         names the cause.
     """
-    with _open(bytes(data)) as img:
+    with open_image(bytes(data)) as img:
         return decode_image(img, max_pixels=max_pixels, max_frames=max_frames)
 
 

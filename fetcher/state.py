@@ -65,6 +65,24 @@ class Record:
     checked: float
     changed: float | None
 
+    def describes(self, on_disk: FileInfo | None, *, path: str | None = None) -> bool:
+        """True if ``on_disk`` is still the file fetcher left: same size and mtime (and path).
+
+        A file deleted, replaced or edited since fetcher wrote it has another size or
+        mtime; its stored validators and digest no longer say anything about it.
+
+        Parameters
+        ----------
+        on_disk : FileInfo or None
+            ``store.file_info`` of the destination file now (None: no file).
+        path : str, optional
+            The destination path (relative to DEST) the file is now at; if given, a
+            record made for another path does not describe it.
+        """
+        if on_disk is None or (path is not None and self.path != path):
+            return False
+        return self.size == on_disk.size and self.mtime_ns == on_disk.mtime_ns
+
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
 _SCHEMA = """
@@ -326,10 +344,4 @@ class State:
             The database cannot be read.
         """
         record = self.get(url)
-        if record is None or on_disk is None:
-            return None
-        if path is not None and record.path != path:
-            return None
-        if record.size != on_disk.size or record.mtime_ns != on_disk.mtime_ns:
-            return None
-        return record
+        return record if record is not None and record.describes(on_disk, path=path) else None

@@ -15,14 +15,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
-from .compare import Comparison, compare
 from .config import CompareConfig, Config
-from .decode import decode
 from .errors import ConfigError, FetcherError, StoreError, UrlError
 from .http import Fetcher, Validators
 from .report import Progress, Report, ReportWriter, Result
@@ -39,6 +37,9 @@ from .store import (
 )
 from .urls import BadLine, Entry, read_entries, safe_join, validate_url
 
+if TYPE_CHECKING:  # numpy, scipy and Pillow are imported only when a download needs them
+    from .compare import Comparison
+
 __all__ = ["Job", "Outcome", "cluster_executor", "run_batch", "run_job", "sync", "sync_one"]
 
 STATE_FILE = "state.sqlite3"
@@ -52,17 +53,19 @@ BATCH = 16
 class Job:
     """One URL to take down the ladder: plain values only, so a job can travel to a worker.
 
-    ``validators`` are sent only when the state says the file on disk is still the
-    one fetcher left (same size and mtime); ``known_sha256`` is that file's digest,
-    which settles rung 3 without reading the file.
+    ``record`` is what the state knew of the URL. Where the job runs, its validators
+    are sent and its digest settles rung 3 (without reading the file) only if the file
+    on disk is still the one fetcher left (same path, size and mtime) and ``force`` is
+    off; the path checks and that ``stat`` happen there too, in parallel, not in the
+    thread that reads the list.
     """
 
     url: str
     path: str
     dest: str
     line: int = 0
-    validators: Validators | None = None
-    known_sha256: str | None = None
+    record: Record | None = None
+    force: bool = False
     dry_run: bool = False
 
 
@@ -111,7 +114,15 @@ def run_job(
     status: int | None = None
     try:
         target = safe_join(Path(job.dest), job.path)
-        response = fetcher.fetch(job.url, job.validators)
+        known = job.record
+        if known is not None and (
+            job.force or not known.describes(file_info(target), path=job.path)
+        ):
+            known = None
+        validators = None
+        if known is not None and (known.etag or known.last_modified):
+            validators = Validators(etag=known.etag, last_modified=known.last_modified)
+        response = fetcher.fetch(job.url, validators)
         status = response.status
         base = Result(
             url=job.url,
@@ -131,18 +142,17 @@ def run_job(
             return done(dataclasses.replace(base, reason="not-modified"))
         body = response.body or b""
         base = dataclasses.replace(base, bytes=len(body))
-        if job.known_sha256 is not None and hashlib.sha256(body).hexdigest() == job.known_sha256:
+        if known is not None and known.sha256 and hashlib.sha256(body).hexdigest() == known.sha256:
             # Rung 3 settled by the digest recorded for the file on disk: no read needed.
             return done(dataclasses.replace(base, reason="identical-bytes"))
         old = read_file(target)
         cfg = config.compare
         if old is None:
-            # Rung 2: a new file must be a decodable image before it is written.
-            if processes is not None:
-                processes.run(_decodes, body, cfg)
-            else:
-                with compare_slots or contextlib.nullcontext():
-                    _decodes(body, cfg)
+            # Rung 2: a new file must be a decodable image before it is written. The
+            # check is cheap (a JPEG is decoded at 1/8 scale) and Pillow releases the
+            # GIL while decoding, so it runs here rather than in a compare process.
+            with compare_slots or contextlib.nullcontext():
+                _decodes(body, cfg)
             result = dataclasses.replace(base, outcome="new", reason="new")
         elif old == body:
             result = dataclasses.replace(base, reason="identical-bytes")
@@ -177,11 +187,15 @@ def run_job(
 
 
 def _decodes(body: bytes, cfg: CompareConfig) -> None:
-    """Rung 2: raise DecodeError unless ``body`` decodes (the pixels are not sent back)."""
-    decode(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
+    """Rung 2: raise DecodeError unless every frame of ``body`` decodes."""
+    from .pillow import verify
+
+    verify(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
 
 
 def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
+    from .compare import compare
+
     return compare(old, new, cfg, threads=1)
 
 
@@ -561,6 +575,7 @@ def _run(
     batches = _Batches(config.sync.per_host, size=BATCH)
 
     held = _HeldInterrupts()
+    dest_text = str(dest)
 
     def finish(result: Result, job: Job | None, outcome: Outcome | None) -> None:
         with held.hold():
@@ -612,10 +627,7 @@ def _run(
                     None,
                 )
                 continue
-            job = _job(item, dest, state, force=force, dry_run=dry_run)
-            if isinstance(job, Result):
-                finish(job, None, None)
-                continue
+            job = _job(item, dest_text, state, force=force, dry_run=dry_run)
             if not own_pool:
                 batches.add(job)
                 submit_batches(partial=False)
@@ -704,31 +716,15 @@ def _host(url: str) -> str:
     return f"{parts.hostname}:{parts.port}"
 
 
-def _job(entry: Entry, dest: Path, state: State, *, force: bool, dry_run: bool) -> Job | Result:
-    """Build the job for an entry: validators only if the file on disk is still fetcher's."""
-    try:
-        target = safe_join(dest, entry.path)
-        on_disk = file_info(target)
-    except FetcherError as exc:
-        return Result(
-            url=entry.url,
-            path=entry.path,
-            outcome="failed",
-            reason=exc.reason,
-            error=str(exc),
-            line=entry.line,
-        )
-    record = None if force else state.validators_for(entry.url, on_disk, path=entry.path)
-    validators = None
-    if record is not None and (record.etag or record.last_modified):
-        validators = Validators(etag=record.etag, last_modified=record.last_modified)
+def _job(entry: Entry, dest: str, state: State, *, force: bool, dry_run: bool) -> Job:
+    """The job for an entry, with what the state knows of its URL (one look-up)."""
     return Job(
         url=entry.url,
         path=entry.path,
-        dest=str(dest),
+        dest=dest,
         line=entry.line,
-        validators=validators,
-        known_sha256=record.sha256 if record is not None else None,
+        record=state.get(entry.url),
+        force=force,
         dry_run=dry_run,
     )
 
@@ -742,7 +738,7 @@ def _remember(state: State, job: Job, outcome: Outcome) -> None:
     """
     result = outcome.result
     now = time.time()
-    previous = state.get(job.url)
+    previous = job.record
     etag, last_modified = outcome.etag, outcome.last_modified
     info = outcome.file
     if result.outcome == "failed" or info is None:

@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import encode, gradient_rgb
+from conftest import encode, gradient_rgb, photo
 from PIL import Image, ImageFile
 
+from fetcher import pillow
 from fetcher.decode import Decoded, decode, decode_image, decode_path, harmonise, probe
 from fetcher.errors import DecodeError, StoreError, TooManyPixelsError
+from fetcher.pillow import verify
 
 RNG = np.random.default_rng(20261125)
 
@@ -604,3 +606,79 @@ def test_decode_then_harmonise_palette_gif_equals_rgb_png() -> None:
     a, b = harmonise(gif, png)
     assert a.mode == b.mode == "RGBA"
     np.testing.assert_array_equal(a.frames[0], b.frames[0])
+
+
+# --------------------------------------------------------------------------- verify (rung 2)
+
+
+def _animated_gif() -> bytes:
+    frames = [gradient_rgb(W, H).rotate(90 * i) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    return buf.getvalue()
+
+
+VERIFY_SAMPLES = {
+    "jpeg": lambda: encode(photo_rgb(), "JPEG", quality=90),
+    "progressive jpeg": lambda: encode(photo_rgb(), "JPEG", quality=90, progressive=True),
+    "png": lambda: encode(photo_rgb(), "PNG"),
+    "webp": lambda: encode(photo_rgb(), "WEBP", quality=80),
+    "gif animation": _animated_gif,
+}
+
+
+def photo_rgb() -> Image.Image:
+    return photo("astronaut").resize((256, 256))
+
+
+@pytest.mark.parametrize("kind", sorted(VERIFY_SAMPLES))
+def test_verify_agrees_with_decode_on_whole_and_cut_files(kind: str) -> None:
+    """verify() refuses exactly what decode() refuses, at every cut point tried."""
+    data = VERIFY_SAMPLES[kind]()
+    assert verify(data) == decode(data).format
+    refused = 0
+    for cut in (4, 20, 100, len(data) // 3, len(data) // 2, len(data) - 40, len(data) - 2):
+        part = data[:cut]
+        try:
+            decode(part)
+        except DecodeError:
+            with pytest.raises(DecodeError):
+                verify(part)
+            refused += 1
+        else:
+            verify(part)  # what decodes must also verify
+    assert refused >= 5  # the early cuts at least are not images
+
+
+def test_verify_names_the_cause_and_checks_the_caps() -> None:
+    with pytest.raises(DecodeError, match="not an image"):
+        verify(b"<!DOCTYPE html><html></html>")
+    with pytest.raises(DecodeError, match="truncated"):
+        verify(encode(photo_rgb(), "JPEG", quality=90)[:-3000])
+    with pytest.raises(TooManyPixelsError):
+        verify(encode(photo_rgb(), "JPEG"), max_pixels=256 * 255)
+    with pytest.raises(DecodeError, match="too many frames"):
+        verify(_animated_gif(), max_frames=2)
+
+
+def test_verify_decodes_a_jpeg_at_reduced_scale_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JPEG check asks libjpeg for its 1/8 DCT scale: a fraction of the pixels."""
+    seen: list[tuple[int, int]] = []
+    real_open = pillow.open_image
+
+    def spy(data: bytes) -> Image.Image:
+        img = real_open(data)
+        original = img.load
+
+        def load() -> Any:
+            out = original()
+            seen.append(img.size)
+            return out
+
+        img.load = load  # type: ignore[method-assign]
+        return img
+
+    monkeypatch.setattr(pillow, "open_image", spy)
+    pillow.verify(encode(photo_rgb(), "JPEG", quality=90))
+    pillow.verify(encode(photo_rgb(), "PNG"))
+    assert seen == [(32, 32), (256, 256)]

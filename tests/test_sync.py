@@ -895,3 +895,25 @@ def test_compares_decide_alike_in_worker_processes_and_in_threads(
     assert report.exit_code == 0
     assert seen[mirror.url("/photos/astronaut.jpg")] == "similar"
     assert seen[mirror.url("/photos/coffee.png")] == "dissimilar"
+
+
+def test_the_array_stack_loads_only_when_a_download_needs_it() -> None:
+    """A run whose URLs all answer 304 never pays for importing numpy, scipy or Pillow."""
+    code = (
+        "import sys, fetcher, fetcher.cli, fetcher.sync\n"
+        "heavy = ('numpy', 'scipy', 'PIL')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from PIL import Image\n"
+        "img = Image.new('RGB', (16, 16), (10, 20, 30))\n"
+        "c = fetcher.compare(img, img.copy())\n"
+        "module = sys.modules['fetcher.compare']\n"
+        "print(c.reason, fetcher.compare is module.compare, 'numpy' in sys.modules)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert run.stdout.splitlines() == ["[]", "identical-pixels True True"]
