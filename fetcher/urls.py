@@ -57,6 +57,7 @@ import os
 import re
 import stat
 import unicodedata
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,7 +356,7 @@ def safe_join(dest: Path, relpath: str) -> Path:
     Every existing component below ``dest`` (the file itself included) is checked
     with ``lstat``: a symbolic link anywhere below ``dest`` is refused, even one that
     points inside it, since the target would change behind fetcher's back. ``dest``
-    itself may be a link. The resolved result must lie under ``dest.resolve()``.
+    itself may be a link. The joined path, normalised, must lie under ``dest``.
 
     Parameters
     ----------
@@ -373,7 +374,7 @@ def safe_join(dest: Path, relpath: str) -> Path:
     ------
     UnsafePathError
         ``relpath`` is refused by ``clean_relpath``, crosses a symbolic link below
-        ``dest``, or resolves outside ``dest``.
+        ``dest``, or leads outside ``dest``.
     StoreError
         A component cannot be examined (e.g. permission denied); reason ``io-error``.
     """
@@ -391,10 +392,11 @@ def safe_join(dest: Path, relpath: str) -> Path:
             raise StoreError(f"cannot check {str(here)!r} for {_short(relpath)}: {exc}") from None
         if stat.S_ISLNK(mode):
             raise _refuse(relpath, f"{str(here)!r} is a symbolic link")
-    root = dest.resolve()
-    target = (root / clean).resolve()
-    if not target.is_relative_to(root):
-        raise _refuse(relpath, f"it resolves to {str(target)!r}, outside {str(root)!r}")
+    # With no link below dest, a lexical check is exact; resolve() would lstat every
+    # component from / again. (clean_relpath already refuses "..": a second defence.)
+    root = os.path.normpath(dest)
+    if not os.path.normpath(os.path.join(root, clean)).startswith(root.rstrip("/") + "/"):
+        raise _refuse(relpath, f"it leads outside {root!r}")
     return dest / clean
 
 
@@ -458,21 +460,70 @@ def parse_line(text: str, line: int = 0, *, layout: str = "host/path") -> Entry 
     return Entry(line=line, url=url, path=path)
 
 
+class _DigestTable:
+    """Nonzero 64-bit digests mapped to line numbers, in flat arrays: 12 bytes a slot.
+
+    Open addressing with linear probing, kept at most half full (so about 24 bytes an
+    entry). A dict of Python ints costs about 130 bytes an entry: 13 MB for a
+    100 000-line list, which a run holds to its end.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._keys = array("Q", [0]) * capacity
+        self._lines = array("I", [0]) * capacity
+        self._mask = capacity - 1
+        self._used = 0
+
+    def _slot(self, key: int) -> int:
+        keys, mask = self._keys, self._mask
+        index = key & mask
+        while keys[index] and keys[index] != key:
+            index = (index + 1) & mask
+        return index
+
+    def get(self, key: int) -> int | None:
+        """The line stored for ``key``, or None."""
+        index = self._slot(key)
+        return self._lines[index] if self._keys[index] else None
+
+    def setdefault(self, key: int, line: int) -> None:
+        """Store ``line`` for ``key`` unless it has one."""
+        index = self._slot(key)
+        if self._keys[index]:
+            return
+        self._keys[index], self._lines[index] = key, line
+        self._used += 1
+        if 2 * self._used > len(self._keys):
+            self._grow()
+
+    def _grow(self) -> None:
+        old = zip(self._keys, self._lines, strict=True)
+        capacity = 2 * len(self._keys)
+        self._keys = array("Q", [0]) * capacity
+        self._lines = array("I", [0]) * capacity
+        self._mask = capacity - 1
+        for key, line in old:
+            if key:
+                index = self._slot(key)
+                self._keys[index], self._lines[index] = key, line
+
+
 class _Claims:
     """Which destination paths (files) and their folders earlier entries have taken.
 
-    Keys are 64-bit BLAKE2b digests of ``path_key`` values, mapped to the first line
-    that took them; a false clash needs a 64-bit collision.
+    Keys are 64-bit BLAKE2b digests of ``path_key`` values (0 read as 1), mapped to
+    the first line that took them; a false clash needs a 64-bit collision.
     """
 
     def __init__(self) -> None:
-        self.files: dict[int, int] = {}
-        self.folders: dict[int, int] = {}
+        self.files = _DigestTable()
+        self.folders = _DigestTable()
+        self._last_folder = ""  # the folder of the last entry claimed ("" for none)
 
     @staticmethod
     def _digest(relpath: str) -> int:
         raw = hashlib.blake2b(path_key(relpath).encode("utf-8"), digest_size=8).digest()
-        return int.from_bytes(raw, "big")
+        return int.from_bytes(raw, "big") or 1
 
     def claim(self, entry: Entry) -> UnsafePathError | None:
         """Record ``entry``'s path, or return the error if an earlier entry clashes with it."""
@@ -489,6 +540,8 @@ class _Claims:
                 f"line {entry.line}: path {_short(entry.path)} is a folder of line {first}'s file"
             )
         names = entry.path.split("/")
+        if len(names) > 1 and entry.path.rpartition("/")[0] == self._last_folder:
+            names = names[-1:]  # same folder as the entry before: its folders are claimed
         folders = ["/".join(names[:i]) for i in range(1, len(names))]
         folder_keys = [self._digest(folder) for folder in folders]
         for folder, folder_key in zip(folders, folder_keys, strict=True):
@@ -498,9 +551,10 @@ class _Claims:
                     f"line {entry.line}: path {_short(entry.path)} needs folder"
                     f" {_short(folder)}, which is line {first}'s file"
                 )
-        self.files[key] = entry.line
+        self.files.setdefault(key, entry.line)
         for folder_key in folder_keys:
             self.folders.setdefault(folder_key, entry.line)
+        self._last_folder = entry.path.rpartition("/")[0]
         return None
 
 

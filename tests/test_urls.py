@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time
+import tracemalloc
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -570,3 +572,35 @@ def test_read_entries_accounts_for_every_line(lines: list[str]) -> None:
     assert set(numbers) == set(range(1, len(rows) + 1)) - skipped
     keys = [path_key(e.path) for e in got if isinstance(e, Entry)]
     assert len(keys) == len(set(keys))
+
+
+def test_digest_table_behaves_like_a_dict_through_growth() -> None:
+    from fetcher.urls import _DigestTable
+
+    rng = random.Random(5)
+    table, reference = _DigestTable(capacity=8), {}
+    for _ in range(5000):
+        key = rng.getrandbits(64) or 1
+        if rng.random() < 0.2 and reference:
+            key = rng.choice(list(reference))  # a key already in: must keep its first line
+        line = rng.randrange(1, 1 << 31)
+        table.setdefault(key, line)
+        reference.setdefault(key, line)
+    assert all(table.get(key) == line for key, line in reference.items())
+    assert all(table.get(rng.getrandbits(64) | 1 << 63) is None for _ in range(1000))
+
+
+def test_path_claims_of_a_long_list_stay_small() -> None:
+    """A run holds its list's path claims to the end: a few dozen bytes a line, not 130."""
+    lines = [f"http://h.example/{i // 100}/{i}.png" for i in range(50_000)]
+    tracemalloc.start()
+    try:
+        entries = read_entries(iter(lines))
+        first = next(entries)
+        before = tracemalloc.get_traced_memory()[0]
+        count = 1 + sum(1 for _ in entries)
+        peak = tracemalloc.get_traced_memory()[1]  # the claims at their largest
+    finally:
+        tracemalloc.stop()
+    assert isinstance(first, Entry) and count == 50_000
+    assert (peak - before) / count < 60, (peak - before) / count
