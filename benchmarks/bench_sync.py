@@ -11,6 +11,8 @@ Starts an HTTP/1.1 origin on 127.0.0.1 (in this process, keep-alive, ``ETag`` an
 photographs (``fetcher.demo.sample_image``, JPEG quality 90), then runs, each as a
 child process on the same URL list:
 
+(0) fetcher alone on an empty list: its fixed cost per run (interpreter, imports,
+    lock, state, workers), the floor under every other row;
 (a) the first sync into an empty folder: ``python -m fetcher sync LIST --dest D
     --no-progress -q`` and ``wget -q -N -x -i LIST -P D2``;
 (b) a refresh with nothing changed, both tools again;
@@ -445,6 +447,18 @@ def main(argv: list[str] | None = None) -> int:
                     measure(label, "wget", wget_cmd(wget, url_list, theirs), origin, n, log)
                 )
 
+        empty = work / "empty.txt"
+        empty.write_text("")
+        runs.append(
+            measure(
+                "(0) start-up: empty list",
+                "fetcher",
+                fetcher_cmd(empty, work / "e"),
+                origin,
+                0,
+                log,
+            )
+        )
         both("(a) first sync, empty folder")
         check(contents(mine) == digests(original), "(a) fetcher's folder != the origin")
         if wget is not None:
@@ -517,6 +531,13 @@ def main(argv: list[str] | None = None) -> int:
         ratio = by[(key, "fetcher")].wall / by[(key, "wget")].wall
         met.append(ratio <= limit)
         print(f"  {what:30} fetcher/wget <= {limit:.1f}x   {ratio:5.2f}x  {verdict(met[-1])}")
+    if wget is not None:
+        floor = by[("(0)", "fetcher")].wall
+        print(
+            f"  {'what bounds (a) and (b)':30} fetcher's fixed cost (interpreter, imports,"
+            f" lock, state) {floor:.2f} s = {floor / by[('(b)', 'wget')].wall:.1f}x wget's"
+            f" whole refresh, {floor / by[('(a)', 'wget')].wall:.1f}x its first sync"
+        )
     load = by[("(c)", "fetcher")].load
     met.append(load >= 1.6)
     print(

@@ -105,8 +105,10 @@ def run_job(
 ) -> Outcome:
     """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
 
-    The CPU-bound rungs (the decode check of a new file, and rungs 4-7) run in
-    ``processes`` when given, else in this thread under ``compare_slots``. Every
+    Rungs 4-7 (decoding both images and the similarity) run in ``processes`` when
+    given, else in this thread under ``compare_slots``; the decode check of a new
+    file (``pillow.verify``, a few milliseconds with the GIL released) always runs
+    here under ``compare_slots``. Every
     :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its reason;
     anything else is a bug and propagates.
     """
