@@ -131,6 +131,10 @@ def _check_header(path: Path) -> None:
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     """Check version, integrity and tables, then switch to WAL and create the schema if new."""
+    # 1 MiB of page cache (SQLite's default is 2), set first so the integrity check of a
+    # big state stays within it too: a run looks each URL up once, so a bigger cache
+    # buys little and would make a long list's run hold more memory.
+    conn.execute("PRAGMA cache_size=-1024")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise _unusable(
@@ -153,9 +157,6 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     if str(mode).lower() != "wal":
         raise _unusable(path, f"SQLite refused WAL mode (journal mode {mode!r})")
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL: commits stay consistent, fsync per checkpoint
-    # 1 MiB of page cache (SQLite's default is 2): a run looks each URL up once, so a
-    # bigger cache buys little and would make a long list's run hold more memory.
-    conn.execute("PRAGMA cache_size=-1024")
     if version == 0:
         conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
 
