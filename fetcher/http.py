@@ -259,7 +259,8 @@ class _Alarm:
                 watchdog = self._next_due()
             if watchdog is None:
                 return
-            watchdog.fire()
+            with contextlib.suppress(Exception):  # one must not stop every later deadline
+                watchdog.fire()
 
 
 _alarm = _Alarm()
@@ -681,9 +682,13 @@ class Fetcher:
         last_modified = resp.headers.get("Last-Modified")
         content_type = resp.headers.get("Content-Type")
         if status == 304 and validators.conditional:
-            # Read the (empty) rest so urllib3 puts the connection back in the pool;
-            # closing an unread response would drop a keep-alive connection per 304.
-            resp.raw.drain_conn()
+            # A 304 has no body. Read to its end (at most one chunk, in case a server
+            # sends one anyway) so urllib3 puts the keep-alive connection back in the
+            # pool; if more is left, closing the response below drops the connection.
+            with contextlib.suppress(
+                urllib3.exceptions.HTTPError, http.client.HTTPException, OSError
+            ):
+                resp.raw.read(_CHUNK, decode_content=False)
             return Response(
                 url,
                 304,

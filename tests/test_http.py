@@ -559,6 +559,7 @@ class _KeepAliveServer(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _KeepAliveHandler)
         self.connections = 0
         self.request_lines: list[str] = []
+        self.body_bytes_sent = 0
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.connections += 1  # called on the accepting thread, one at a time
@@ -580,6 +581,16 @@ class _KeepAliveHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.request_lines.append(self.requestline)
+        if self.path.endswith("/304-with-body"):  # a broken server: a "body" without end
+            self.send_response(304)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"%x\r\n%s\r\n" % (1 << 16, b"x" * (1 << 16))
+            with contextlib.suppress(OSError):
+                for _ in range(4096):  # 256 MiB if the client kept reading
+                    self.wfile.write(chunk)
+                    self.server.body_bytes_sent += 1 << 16
+            return
         if self.path.endswith("/304") and self.headers.get("If-None-Match") == '"v1"':
             self.send_response(304)
             self.send_header("ETag", '"v1"')
@@ -621,6 +632,18 @@ def test_one_connection_serves_many_fetches(
     assert statuses == ({304} if validators else {200})
     assert len(keepalive.request_lines) == 20
     assert keepalive.connections == 1
+
+
+def test_a_304_with_an_endless_body_is_not_read_on(keepalive: _KeepAliveServer) -> None:
+    """Reading a 304 to its end (for keep-alive) must not follow a body that never ends."""
+    config = HttpConfig(retries=0, max_bytes=1 << 20, deadline=20)
+    with Fetcher(config, per_host=1, pool_size=1) as f:
+        started = time.monotonic()
+        response = f.fetch(_base(keepalive) + "/304-with-body", Validators(etag='"v1"'))
+        assert response.not_modified and time.monotonic() - started < 5
+        assert f.fetch(_base(keepalive) + "/200").status == 200
+    assert keepalive.connections == 2  # the broken connection was dropped, not reused
+    assert keepalive.body_bytes_sent < 64 << 20  # the client stopped reading early
 
 
 def test_no_thread_per_request(
