@@ -78,6 +78,7 @@ class Outcome:
     last_modified: str | None = None
     file: FileInfo | None = None  # the file on disk after this job (None: none, or unknown)
     wrote: bool = False
+    remember: bool = True  # False: refused before any request (its path); state untouched
 
 
 def _failed(job: Job, exc: FetcherError, started: float, status: int | None = None) -> Outcome:
@@ -121,6 +122,9 @@ def run_job(
             job.force or not known.describes(file_info(target), path=job.path)
         ):
             known = None
+    except FetcherError as exc:  # the path is refused: what the state knows stays as it is
+        return dataclasses.replace(_failed(job, exc, started), remember=False)
+    try:
         validators = None
         if known is not None and (known.etag or known.last_modified):
             validators = Validators(etag=known.etag, last_modified=known.last_modified)
@@ -134,11 +138,16 @@ def run_job(
             http_status=status,
             line=job.line,
         )
-        seen = {"etag": response.etag, "last_modified": response.last_modified}
 
         def done(result: Result, file: FileInfo | None = None, wrote: bool = False) -> Outcome:
             result = dataclasses.replace(result, elapsed=time.monotonic() - started)
-            return Outcome(result, **seen, file=file, wrote=wrote)
+            return Outcome(
+                result,
+                etag=response.etag,
+                last_modified=response.last_modified,
+                file=file,
+                wrote=wrote,
+            )
 
         if response.not_modified:
             return done(dataclasses.replace(base, reason="not-modified"))
@@ -277,7 +286,7 @@ def run_batch(jobs: Sequence[Job], config: Config) -> list[Outcome]:
     Parameters
     ----------
     jobs : sequence of Job
-        The jobs, with their validators.
+        The jobs, each with the state's record of its URL.
     config : Config
         The run's configuration.
 
@@ -559,8 +568,8 @@ def _run(
     cpus = config.sync.compare_workers or os.cpu_count() or 1
     compare_slots = threading.BoundedSemaphore(cpus)
     own_pool = executor is None
-    # With our own thread pool (downloads), decoding and compares go to processes,
-    # forked first, before this run starts any thread.
+    # With our own thread pool (downloads), compares go to processes, forked first,
+    # before this run starts any thread.
     can_fork = "fork" in multiprocessing.get_all_start_methods()
     use_processes = config.sync.processes and own_pool and cpus > 1 and can_fork
     processes = CpuPool(cpus) if use_processes else None
@@ -587,7 +596,7 @@ def _run(
             bar.update(result)
             if on_result is not None:
                 on_result(result)
-            if job is not None and outcome is not None and not dry_run:
+            if job is not None and outcome is not None and outcome.remember and not dry_run:
                 _remember(state, job, outcome)
 
     def drain(block: bool) -> None:

@@ -393,8 +393,9 @@ def safe_join(dest: Path, relpath: str) -> Path:
         if stat.S_ISLNK(mode):
             raise _refuse(relpath, f"{str(here)!r} is a symbolic link")
     # With no link below dest, a lexical check is exact; resolve() would lstat every
-    # component from / again. (clean_relpath already refuses "..": a second defence.)
-    root = os.path.normpath(dest)
+    # component from / again. It repeats clean_relpath's refusal of "..", in case a
+    # future change to the cleaning lets one through.
+    root = os.path.abspath(dest)
     if not os.path.normpath(os.path.join(root, clean)).startswith(root.rstrip("/") + "/"):
         raise _refuse(relpath, f"it leads outside {root!r}")
     return dest / clean

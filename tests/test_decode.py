@@ -632,8 +632,8 @@ def photo_rgb() -> Image.Image:
 
 
 @pytest.mark.parametrize("kind", sorted(VERIFY_SAMPLES))
-def test_verify_agrees_with_decode_on_whole_and_cut_files(kind: str) -> None:
-    """verify() refuses exactly what decode() refuses, at every cut point tried."""
+def test_verify_agrees_with_decode_on_whole_cut_and_damaged_files(kind: str) -> None:
+    """verify() refuses exactly what decode() refuses: cut short, or damaged in the middle."""
     data = VERIFY_SAMPLES[kind]()
     assert verify(data) == decode(data).format
     refused = 0
@@ -648,6 +648,16 @@ def test_verify_agrees_with_decode_on_whole_and_cut_files(kind: str) -> None:
         else:
             verify(part)  # what decodes must also verify
     assert refused >= 5  # the early cuts at least are not images
+    for start in (len(data) // 3, len(data) // 2, 2 * len(data) // 3):
+        for damage in (b"\x00" * 200, bytes(range(200))):
+            spoiled = data[:start] + damage + data[start + 200 :]
+            try:
+                decode(spoiled)
+            except DecodeError:
+                with pytest.raises(DecodeError):
+                    verify(spoiled)
+            else:
+                verify(spoiled)
 
 
 def test_verify_names_the_cause_and_checks_the_caps() -> None:

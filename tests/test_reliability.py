@@ -27,6 +27,7 @@ from PIL import Image
 from fetcher.cli import main
 from fetcher.config import load_config
 from fetcher.report import Report, Result
+from fetcher.state import State
 from fetcher.store import TEMP_PREFIX, DestinationLock
 from fetcher.sync import sync
 
@@ -869,8 +870,15 @@ def test_a_planted_symlink_is_never_written_through(
     (dest / "linked").symlink_to(outside, target_is_directory=True)
     for path in ("/a.png", "/b.png", "/c.png"):
         origin.publish(path, tiny_png(10 + ord(path[1])))
+    state_file = dest / ".fetcher" / "state.sqlite3"
+    refused = [origin.url("/a.png"), origin.url("/b.png")]
+    with State.open(state_file) as state:
+        before = [state.get(url) for url in refused]
     code, err, rows = run_cli(capsys, urls, dest, config, tmp_path / "r2.jsonl")
     assert code == 1
+    with State.open(state_file) as state:  # a refused path leaves what was known alone
+        assert [state.get(url) for url in refused] == before
+        assert all(record is not None and record.etag for record in before)
     decided = {row["path"]: (row["outcome"], row["reason"]) for row in rows}
     assert decided == {
         "a.png": ("failed", "unsafe-path"),

@@ -897,12 +897,22 @@ def test_compares_decide_alike_in_worker_processes_and_in_threads(
     assert seen[mirror.url("/photos/coffee.png")] == "dissimilar"
 
 
-def test_the_array_stack_loads_only_when_a_download_needs_it() -> None:
+def test_the_array_stack_loads_only_when_a_download_needs_it(
+    origin: Origin, tmp_path: Path
+) -> None:
     """A run whose URLs all answer 304 never pays for importing numpy, scipy or Pillow."""
+    for name, body in list(pictures().items())[:3]:
+        origin.publish(name, body)
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(origin.url(name) + "\n" for name in list(pictures())[:3]))
+    dest = tmp_path / "dest"
+    assert sync(urls.read_text().splitlines(), dest).counts["new"] == 3
     code = (
-        "import sys, fetcher, fetcher.cli, fetcher.sync\n"
+        "import sys, fetcher, fetcher.cli\n"
         "heavy = ('numpy', 'scipy', 'PIL')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
+        f"report = fetcher.sync(open({str(urls)!r}), {str(dest)!r})\n"
+        "print(dict(report.reasons['unchanged']), sorted(m for m in heavy if m in sys.modules))\n"
         "from PIL import Image\n"
         "img = Image.new('RGB', (16, 16), (10, 20, 30))\n"
         "c = fetcher.compare(img, img.copy())\n"
@@ -916,4 +926,8 @@ def test_the_array_stack_loads_only_when_a_download_needs_it() -> None:
         check=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
-    assert run.stdout.splitlines() == ["[]", "identical-pixels True True"]
+    assert run.stdout.splitlines() == [
+        "[]",
+        "{'not-modified': 3} []",
+        "identical-pixels True True",
+    ]

@@ -604,3 +604,11 @@ def test_path_claims_of_a_long_list_stay_small() -> None:
         tracemalloc.stop()
     assert isinstance(first, Entry) and count == 50_000
     assert (peak - before) / count < 60, (peak - before) / count
+
+
+def test_safe_join_takes_a_relative_destination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for dest in (".", "d", "d/", "d/../d"):
+        assert safe_join(Path(dest), "a/b.jpg") == Path(dest) / "a" / "b.jpg"
