@@ -15,7 +15,7 @@ from origin import Origin
 from PIL import ImageDraw
 
 from fetcher.config import Config
-from fetcher.sync import sync
+from fetcher.mirror import sync
 
 N = 1000
 

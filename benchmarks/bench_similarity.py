@@ -79,8 +79,16 @@ def best_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 
 def skimage_bands(x: np.ndarray, y: np.ndarray) -> list[float]:
     return [
-        float(structural_similarity(x[:, :, c], y[:, :, c], gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, data_range=DATA_RANGE))
+        float(
+            structural_similarity(
+                x[:, :, c],
+                y[:, :, c],
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=DATA_RANGE,
+            )
+        )
         for c in range(x.shape[2])
     ]
 
@@ -132,20 +140,26 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  skimage SSIM, 3 bands summed:                   {t_skimage:8.3f} s")
     print(f"  scipy fftconvolve SSIM, 3 bands summed:         {t_fft:8.3f} s")
     print(f"  Pillow decode PNG + JPEG:                       {t_decode:8.3f} s")
-    print(f"  fetcher compare() from the two byte strings:    {t_compare:8.3f} s"
-          f"  ({verdict.reason})")
+    print(
+        f"  fetcher compare() from the two byte strings:    {t_compare:8.3f} s  ({verdict.reason})"
+    )
     print(f"  skimage/fetcher     = {t_skimage / t_fetcher:6.2f}x")
     print(f"  fftconvolve/fetcher = {t_fft / t_fetcher:6.2f}x")
     print(f"  fetcher/decode      = {t_fetcher / t_decode:6.2f}x")
     print(f"  compare()/decode    = {t_compare / t_decode:6.2f}x  (target <= 4x)")
-    print("  per-band SSIM fetcher / skimage: "
-          + ", ".join(f"{a:.9f}/{b:.9f}" for a, b in zip(ours, reference, strict=True)))
+    print(
+        "  per-band SSIM fetcher / skimage: "
+        + ", ".join(f"{a:.9f}/{b:.9f}" for a, b in zip(ours, reference, strict=True))
+    )
     print(f"  max |difference| from skimage: fetcher {diff:.2e}, fftconvolve {fft_diff:.2e}")
-    print(f"  fetcher nrmse {score.nrmse:.6f}, local_ssim {score.local:.6f}, "
-          f"local_shift {score.local_shift:.6f}")
+    print(
+        f"  fetcher nrmse {score.nrmse:.6f}, local_ssim {score.local:.6f}, "
+        f"local_shift {score.local_shift:.6f}"
+    )
     if diff > TOLERANCE:
-        print(f"FAIL: fetcher differs from skimage by {diff:.2e} > {TOLERANCE:.0e}",
-              file=sys.stderr)
+        print(
+            f"FAIL: fetcher differs from skimage by {diff:.2e} > {TOLERANCE:.0e}", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -20,8 +20,8 @@ from .errors import (
     UnsafePathError,
     UrlError,
 )
+from .mirror import sync, sync_one
 from .report import Report, ReportWriter, Result
-from .sync import sync, sync_one
 
 __version__ = "0.1.0"
 

@@ -134,9 +134,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.diff_map:
         if result.ssim_map is not None:
             try:
-                render_diff_map(result.ssim_map, size=result.size).save(
-                    args.diff_map, format="PNG"
-                )
+                render_diff_map(result.ssim_map, size=result.size).save(args.diff_map, format="PNG")
             except OSError as exc:
                 _error(f"cannot write diff map {args.diff_map}: {exc.strerror or exc}")
                 return EXIT_TROUBLE
@@ -150,8 +148,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    from .mirror import sync
     from .report import ReportWriter, Result
-    from .sync import sync
 
     config = _load(args, sync={"workers": args.workers, "scheduler": args.scheduler})
     to_stdout = args.report == "-"

@@ -26,7 +26,7 @@ is. An MPO (a camera JPEG carrying extra pictures) counts as its primary picture
 
 The caps (pixels per frame, frames, pixels over all frames: the cap bounds memory, and
 an animation holds all its frames) are checked from the header before any pixel is
-decoded, by :mod:`fetcher.pillow`, which also holds the cheap decodability check.
+decoded, by :mod:`fetcher.probe`, which also holds the cheap decodability check.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from numpy.typing import DTypeLike
 from PIL import Image
 
 from .errors import DecodeError, StoreError
-from .pillow import (
+from .probe import (
     DEFAULT_MAX_FRAMES,
     DEFAULT_MAX_PIXELS,
     PIL_ERRORS,
@@ -52,7 +52,7 @@ from .pillow import (
     load_frame,
     open_image,
     pillow_call,
-    probe,
+    read_header,
 )
 
 __all__ = [
@@ -63,7 +63,7 @@ __all__ = [
     "decode_image",
     "decode_path",
     "harmonise",
-    "probe",
+    "read_header",
 ]
 
 _MODE_OF_BANDS_8 = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}

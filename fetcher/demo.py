@@ -17,8 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .config import Config
+from .mirror import sync
 from .report import Result
-from .sync import sync
 
 __all__ = ["DemoOrigin", "run_demo", "sample_image"]
 

@@ -117,8 +117,9 @@ def _check_pair(x: Array, y: Array, *, ndim: tuple[int, ...] = (2,)) -> None:
     if x.shape != y.shape:
         raise ValueError(f"The images have different shapes: {x.shape} and {y.shape}.")
     if x.ndim not in ndim:
-        raise ValueError(f"Expected an array of {' or '.join(map(str, ndim))} dimensions, "
-                         f"got shape {x.shape}.")
+        raise ValueError(
+            f"Expected an array of {' or '.join(map(str, ndim))} dimensions, got shape {x.shape}."
+        )
     if x.size == 0:
         raise ValueError(f"The images are empty: shape {x.shape}.")
     for arr in (x, y):
@@ -176,8 +177,16 @@ class _Strips:
     the mean and the tile means come out without a full-size map.
     """
 
-    def __init__(self, x: Array, y: Array, *, data_range: float, tile: int,
-                 out_map: Array | None, combine_min: bool) -> None:
+    def __init__(
+        self,
+        x: Array,
+        y: Array,
+        *,
+        data_range: float,
+        tile: int,
+        out_map: Array | None,
+        combine_min: bool,
+    ) -> None:
         self.x, self.y = x, y
         self.out_map, self.combine_min = out_map, combine_min
         self.centre = float(data_range) / 2.0
@@ -188,8 +197,9 @@ class _Strips:
         self.C2 = (K2 * float(data_range)) ** 2
         self.height = x.shape[0] - 2 * RADIUS
         self.width = x.shape[1] - 2 * RADIUS
-        self.rows = int(np.clip(_STRIP_ELEMENTS // x.shape[1] - 2 * RADIUS,
-                                _MIN_STRIP_ROWS, _MAX_STRIP_ROWS))
+        self.rows = int(
+            np.clip(_STRIP_ELEMENTS // x.shape[1] - 2 * RADIUS, _MIN_STRIP_ROWS, _MAX_STRIP_ROWS)
+        )
         self.rows = min(self.rows, self.height)
         self.col_starts = _tile_starts(self.width, tile)
         self.row_starts = _tile_starts(self.height, tile)
@@ -217,10 +227,12 @@ class _Strips:
             buf[: _PLANES * rows * full_width].reshape(_PLANES, rows, full_width)
             for buf, rows in zip(buffers, (h + 2 * RADIUS, h, h, h), strict=True)
         )
-        np.subtract(self.x[r0 : r1 + 2 * RADIUS], self.centre, out=q[0], dtype=q.dtype,
-                    casting="unsafe")
-        np.subtract(self.y[r0 : r1 + 2 * RADIUS], self.centre, out=q[1], dtype=q.dtype,
-                    casting="unsafe")
+        np.subtract(
+            self.x[r0 : r1 + 2 * RADIUS], self.centre, out=q[0], dtype=q.dtype, casting="unsafe"
+        )
+        np.subtract(
+            self.y[r0 : r1 + 2 * RADIUS], self.centre, out=q[1], dtype=q.dtype, casting="unsafe"
+        )
         self._raw_stats(r0, r1, q)  # uses q[2] as scratch before it holds x*x
         # Re-centre on this strip's level (a whole number, so integer pixels stay exact):
         # the squares then carry the local contrast, not the brightness.
@@ -270,8 +282,7 @@ class _Strips:
         denominator *= sigma_sq_sum
         numerator /= denominator
         ssim_rows = f[0][:, :w]  # the SSIM values, valid columns only
-        self.row_sums[r0:r1] = np.add.reduceat(ssim_rows, self.col_starts, axis=1,
-                                               dtype=np.float64)
+        self.row_sums[r0:r1] = np.add.reduceat(ssim_rows, self.col_starts, axis=1, dtype=np.float64)
         if self.out_map is not None:
             if self.combine_min:
                 np.minimum(self.out_map[r0:r1], ssim_rows, out=self.out_map[r0:r1])
@@ -297,12 +308,14 @@ class _Strips:
 
     def worst_tile(self) -> float:
         sums = np.add.reduceat(self.row_sums, self.row_starts, axis=0)
-        return float(_tile_means(sums, self.row_starts, self.col_starts,
-                                 (self.height, self.width)).min())
+        return float(
+            _tile_means(sums, self.row_starts, self.col_starts, (self.height, self.width)).min()
+        )
 
 
-def _gaussian_taps(shifted: Callable[[int], Array], out: Array, scratch: Array,
-                   weights: Array) -> None:
+def _gaussian_taps(
+    shifted: Callable[[int], Array], out: Array, scratch: Array, weights: Array
+) -> None:
     """Valid 11-tap symmetric filter: ``out = w5*a[5] + sum_k w_k*(a[k] + a[10-k])``.
 
     ``shifted(k)`` is the input view starting at tap ``k``, shaped like ``out``.
@@ -321,8 +334,10 @@ def _run_strips(strips: _Strips, threads: int) -> None:
         strips.run(starts)
         return
     # Contiguous runs of strips per thread: each writes only its own rows.
-    chunks = [starts[i * len(starts) // threads : (i + 1) * len(starts) // threads]
-              for i in range(threads)]
+    chunks = [
+        starts[i * len(starts) // threads : (i + 1) * len(starts) // threads]
+        for i in range(threads)
+    ]
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(strips.run, chunks))
 
@@ -368,8 +383,10 @@ def ssim_map(x: Array, y: Array, *, data_range: float, threads: int = 1) -> Arra
     _check_window(x)
     _check_range(data_range)
     out = np.empty((x.shape[0] - 2 * RADIUS, x.shape[1] - 2 * RADIUS), dtype=np.float32)
-    _run_strips(_Strips(x, y, data_range=data_range, tile=max(out.shape), out_map=out,
-                        combine_min=False), threads)
+    _run_strips(
+        _Strips(x, y, data_range=data_range, tile=max(out.shape), out_map=out, combine_min=False),
+        threads,
+    )
     return out
 
 
@@ -402,8 +419,9 @@ def ssim(x: Array, y: Array, *, data_range: float, threads: int = 1) -> float:
     _check_pair(x, y)
     _check_window(x)
     _check_range(data_range)
-    strips = _Strips(x, y, data_range=data_range, tile=max(x.shape), out_map=None,
-                     combine_min=False)
+    strips = _Strips(
+        x, y, data_range=data_range, tile=max(x.shape), out_map=None, combine_min=False
+    )
     _run_strips(strips, threads)
     return strips.mean()
 
@@ -496,8 +514,9 @@ def local_score(ssim_map: Array, *, tile: int) -> float:
         raise ValueError(f"Expected a non-empty 2-D map, got shape {ssim_map.shape}.")
     row_starts = _tile_starts(ssim_map.shape[0], tile)
     col_starts = _tile_starts(ssim_map.shape[1], tile)
-    sums = np.add.reduceat(np.add.reduceat(ssim_map, col_starts, axis=1, dtype=np.float64),
-                           row_starts, axis=0)
+    sums = np.add.reduceat(
+        np.add.reduceat(ssim_map, col_starts, axis=1, dtype=np.float64), row_starts, axis=0
+    )
     return float(_tile_means(sums, row_starts, col_starts, ssim_map.shape).min())
 
 
@@ -621,9 +640,15 @@ def local_shift_score(x: Array, y: Array, *, tile: int) -> float:
     return 1.0 - float(np.abs(means).max()) / span
 
 
-def similarity(x: Array, y: Array, *, data_range: float, tile: int = 64,
-               threads: int | None = None, want_map: bool = False,
-               ) -> tuple[Similarity, Array | None]:
+def similarity(
+    x: Array,
+    y: Array,
+    *,
+    data_range: float,
+    tile: int = 64,
+    threads: int | None = None,
+    want_map: bool = False,
+) -> tuple[Similarity, Array | None]:
     """Scores of two images per band and the minimum over bands.
 
     Per band: mean SSIM over the valid region (:func:`ssim`), NRMSE-similarity
@@ -673,16 +698,27 @@ def similarity(x: Array, y: Array, *, data_range: float, tile: int = 64,
     for band in range(x3.shape[2]):
         xb, yb = x3[:, :, band], y3[:, :, band]
         if has_ssim:
-            strips = _Strips(xb, yb, data_range=data_range, tile=tile, out_map=out_map,
-                             combine_min=band > 0)
+            strips = _Strips(
+                xb, yb, data_range=data_range, tile=tile, out_map=out_map, combine_min=band > 0
+            )
             _run_strips(strips, threads)
-            bands.append(BandScore(ssim=strips.mean(), nrmse=strips.nrmse(),
-                                   local=strips.worst_tile(),
-                                   local_shift=local_shift_score(xb, yb, tile=tile)))
+            bands.append(
+                BandScore(
+                    ssim=strips.mean(),
+                    nrmse=strips.nrmse(),
+                    local=strips.worst_tile(),
+                    local_shift=local_shift_score(xb, yb, tile=tile),
+                )
+            )
         else:
-            bands.append(BandScore(ssim=None, nrmse=nrmse_similarity(xb, yb),
-                                   local=local_diff_score(xb, yb, tile=tile),
-                                   local_shift=local_shift_score(xb, yb, tile=tile)))
+            bands.append(
+                BandScore(
+                    ssim=None,
+                    nrmse=nrmse_similarity(xb, yb),
+                    local=local_diff_score(xb, yb, tile=tile),
+                    local_shift=local_shift_score(xb, yb, tile=tile),
+                )
+            )
     locals_ = [b.local for b in bands]
     ssims = [b.ssim for b in bands if b.ssim is not None]
     result = Similarity(

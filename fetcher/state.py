@@ -31,7 +31,7 @@ from types import TracebackType
 from .errors import StateError
 from .store import FileInfo
 
-__all__ = ["BATCH_SECONDS", "BATCH_SIZE", "SCHEMA_VERSION", "Record", "State"]
+__all__ = ["BATCH_SECONDS", "BATCH_SIZE", "SCHEMA_VERSION", "Record", "State", "next_record"]
 
 SCHEMA_VERSION = 1
 BATCH_SIZE = 200
@@ -349,3 +349,53 @@ class State:
         """
         record = self.get(url)
         return record if record is not None and record.describes(on_disk, path=path) else None
+
+
+def next_record(
+    previous: Record | None,
+    *,
+    url: str,
+    path: str,
+    outcome: str,
+    reason: str,
+    etag: str | None,
+    last_modified: str | None,
+    file: FileInfo | None,
+    wrote: bool,
+    now: float,
+) -> Record:
+    """The URL's record after one job: what the state should remember next.
+
+    A failure keeps what was known of the file and its validators; an ``unchanged``
+    that did not look at the disk (304, or a digest match: ``file`` is None) keeps the
+    recorded file and takes any new validators; everything else records ``file``, the
+    file as it is now.
+    """
+    info = file
+    if outcome == "failed" or info is None:
+        if previous is not None and previous.path == path:
+            info = (
+                FileInfo(previous.size, previous.mtime_ns, previous.sha256 or "")
+                if previous.size is not None and previous.mtime_ns is not None
+                else None
+            )
+            if outcome == "failed":
+                etag, last_modified = previous.etag, previous.last_modified
+            else:
+                etag = etag or previous.etag
+                last_modified = last_modified or previous.last_modified
+        elif outcome == "failed":
+            etag = last_modified = None
+    return Record(
+        url=url,
+        path=path,
+        etag=etag,
+        last_modified=last_modified,
+        size=info.size if info else None,
+        mtime_ns=info.mtime_ns if info else None,
+        sha256=(info.sha256 or None) if info else None,
+        outcome=outcome,
+        reason=reason,
+        checked=now,
+        changed=now if wrote else (previous.changed if previous else None),
+    )

@@ -33,7 +33,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 
-from .errors import LockError, StoreError
+from .errors import LockError, StoreError, UnsafePathError
+from .paths import STATE_DIR, TEMP_PREFIX, _short, clean_relpath
 
 __all__ = [
     "LOCK_NAME",
@@ -46,10 +47,9 @@ __all__ = [
     "file_info",
     "parse_http_date",
     "read_file",
+    "safe_join",
 ]
 
-TEMP_PREFIX = ".fetcher-tmp-"
-STATE_DIR = ".fetcher"
 LOCK_NAME = "lock"
 
 # os.utime takes nanoseconds as a C int64: the latest representable mtime is in 2262.
@@ -465,3 +465,58 @@ def parse_http_date(value: str) -> float | None:
     if not -_MAX_MTIME < stamp < _MAX_MTIME:
         return None
     return stamp
+
+
+def _refuse_path(relpath: str, why: str) -> UnsafePathError:
+    return UnsafePathError(f"path {_short(relpath)} is refused: {why}")
+
+
+def safe_join(dest: Path, relpath: str) -> Path:
+    """Join ``relpath`` under ``dest``, refusing any way out of ``dest``.
+
+    Every existing component below ``dest`` (the file itself included) is checked
+    with ``lstat``: a symbolic link anywhere below ``dest`` is refused, even one that
+    points inside it, since the target would change behind fetcher's back. ``dest``
+    itself may be a link. The joined path, normalised, must lie under ``dest``.
+
+    Parameters
+    ----------
+    dest : Path
+        The destination folder (it need not exist yet).
+    relpath : str
+        A relative path; it is checked with ``clean_relpath`` first.
+
+    Returns
+    -------
+    Path
+        ``dest / relpath`` (not resolved).
+
+    Raises
+    ------
+    UnsafePathError
+        ``relpath`` is refused by ``clean_relpath``, crosses a symbolic link below
+        ``dest``, or leads outside ``dest``.
+    StoreError
+        A component cannot be examined (e.g. permission denied); reason ``io-error``.
+    """
+    clean = clean_relpath(relpath)
+    here = dest
+    for name in clean.split("/"):
+        here = here / name
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            break
+        except OSError as exc:  # e.g. a component that is a file, not a folder
+            if exc.errno == errno.ENOTDIR:  # nothing can exist below a file
+                break
+            raise StoreError(f"cannot check {str(here)!r} for {_short(relpath)}: {exc}") from None
+        if stat.S_ISLNK(mode):
+            raise _refuse_path(relpath, f"{str(here)!r} is a symbolic link")
+    # With no link below dest, a lexical check is exact; resolve() would lstat every
+    # component from / again. It repeats clean_relpath's refusal of "..", in case a
+    # future change to the cleaning lets one through.
+    root = os.path.abspath(dest)
+    if not os.path.normpath(os.path.join(root, clean)).startswith(root.rstrip("/") + "/"):
+        raise _refuse_path(relpath, f"it leads outside {root!r}")
+    return dest / clean

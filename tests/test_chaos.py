@@ -30,7 +30,7 @@ FAILING = 0.30
 DRIVER = """
 import gc, json, os, sys, threading
 from fetcher.config import load_config
-from fetcher.sync import sync
+from fetcher.mirror import sync
 # fetcher loads the array stack on the first download that needs it; load it up front so
 # the memory compared across runs is the runs' own, not a one-time import
 import fetcher.compare, fetcher.decode, fetcher.similarity

@@ -54,37 +54,42 @@ def assert_one_line_error(err: str, *needles: str) -> None:
         assert needle in lines[0], (needle, lines[0])
 
 
-def test_compare_identical_file_exits_0(capsys: pytest.CaptureFixture[str],
-                                        images: dict[str, Path]) -> None:
+def test_compare_identical_file_exits_0(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, err = run(capsys, images["png"], images["png"])
     assert code == 0 and err == ""
     assert out.startswith("same (identical-bytes)")
 
 
-def test_compare_similar_exits_0(capsys: pytest.CaptureFixture[str],
-                                 images: dict[str, Path]) -> None:
+def test_compare_similar_exits_0(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, err = run(capsys, images["png"], images["jpeg"])
     assert code == 0 and err == ""
     assert out.startswith("same (similar)") and "ssim" in out
 
 
-def test_compare_changed_exits_1(capsys: pytest.CaptureFixture[str],
-                                 images: dict[str, Path]) -> None:
+def test_compare_changed_exits_1(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, err = run(capsys, images["png"], images["edited"])
     assert code == 1 and err == ""
     assert out.startswith("changed (dissimilar)")
 
 
-def test_compare_dimensions_exits_1(capsys: pytest.CaptureFixture[str],
-                                    images: dict[str, Path]) -> None:
+def test_compare_dimensions_exits_1(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, _ = run(capsys, images["png"], images["small"])
     assert code == 1
     assert out.startswith("changed (dimensions)")
 
 
 @pytest.mark.parametrize("side", ["old", "new"])
-def test_compare_missing_file_exits_2(capsys: pytest.CaptureFixture[str],
-                                      images: dict[str, Path], tmp_path: Path, side: str) -> None:
+def test_compare_missing_file_exits_2(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path, side: str
+) -> None:
     missing = tmp_path / "missing.png"
     args = (missing, images["png"]) if side == "old" else (images["png"], missing)
     code, out, err = run(capsys, *args)
@@ -92,22 +97,25 @@ def test_compare_missing_file_exits_2(capsys: pytest.CaptureFixture[str],
     assert_one_line_error(err, "missing.png")
 
 
-def test_compare_old_not_an_image_exits_2(capsys: pytest.CaptureFixture[str],
-                                          images: dict[str, Path]) -> None:
+def test_compare_old_not_an_image_exits_2(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, err = run(capsys, images["html"], images["png"])
     assert code == 2 and out == ""
     assert_one_line_error(err, str(images["html"]))
 
 
-def test_compare_new_not_an_image_exits_2(capsys: pytest.CaptureFixture[str],
-                                          images: dict[str, Path]) -> None:
+def test_compare_new_not_an_image_exits_2(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, err = run(capsys, images["png"], images["html"])
     assert code == 2 and out == ""
     assert_one_line_error(err)
 
 
-def test_compare_bad_config_key_exits_2(capsys: pytest.CaptureFixture[str],
-                                        images: dict[str, Path], tmp_path: Path) -> None:
+def test_compare_bad_config_key_exits_2(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path
+) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[compare]\nssim_threshold = 0.9\n")
     code, out, err = run(capsys, images["png"], images["jpeg"], "--config", cfg)
@@ -115,8 +123,9 @@ def test_compare_bad_config_key_exits_2(capsys: pytest.CaptureFixture[str],
     assert_one_line_error(err, "compare.ssim_threshold")
 
 
-def test_compare_bad_config_value_exits_2(capsys: pytest.CaptureFixture[str],
-                                          images: dict[str, Path], tmp_path: Path) -> None:
+def test_compare_bad_config_value_exits_2(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path
+) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("[compare]\nssim = 1.5\n")
     code, _, err = run(capsys, images["png"], images["jpeg"], "--config", cfg)
@@ -124,8 +133,9 @@ def test_compare_bad_config_value_exits_2(capsys: pytest.CaptureFixture[str],
     assert_one_line_error(err, "compare.ssim")
 
 
-def test_compare_config_thresholds_apply(capsys: pytest.CaptureFixture[str],
-                                         images: dict[str, Path], tmp_path: Path) -> None:
+def test_compare_config_thresholds_apply(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path
+) -> None:
     strict = tmp_path / "strict.toml"
     strict.write_text("[compare]\nssim = 0.9999\n")
     code, out, _ = run(capsys, images["png"], images["jpeg"], "--config", strict, "--json")
@@ -146,8 +156,9 @@ def test_compare_json_keys(capsys: pytest.CaptureFixture[str], images: dict[str,
         assert isinstance(verdict[key], float) and 0.0 <= verdict[key] <= 1.0
 
 
-def test_compare_json_identical(capsys: pytest.CaptureFixture[str],
-                                images: dict[str, Path]) -> None:
+def test_compare_json_identical(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path]
+) -> None:
     code, out, _ = run(capsys, images["png"], images["png"], "--json")
     verdict = json.loads(out)
     assert code == 0 and set(verdict) >= JSON_KEYS
@@ -155,8 +166,9 @@ def test_compare_json_identical(capsys: pytest.CaptureFixture[str],
     assert verdict["ssim"] is None and verdict["decided_by"] is None
 
 
-def test_compare_diff_map(capsys: pytest.CaptureFixture[str], images: dict[str, Path],
-                          tmp_path: Path) -> None:
+def test_compare_diff_map(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path
+) -> None:
     out_png = tmp_path / "diff.png"
     code, _, err = run(capsys, images["png"], images["edited"], "--diff-map", out_png)
     assert code == 1 and err == ""
@@ -178,8 +190,9 @@ def test_compare_diff_map_not_written_without_similarity(
     assert "no diff map" in err
 
 
-def test_compare_diff_map_unwritable_exits_2(capsys: pytest.CaptureFixture[str],
-                                             images: dict[str, Path], tmp_path: Path) -> None:
+def test_compare_diff_map_unwritable_exits_2(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path
+) -> None:
     out_png = tmp_path / "no-such-folder" / "diff.png"
     code, _, err = run(capsys, images["png"], images["edited"], "--diff-map", out_png)
     assert code == 2
@@ -190,7 +203,10 @@ def test_compare_python_m_fetcher(images: dict[str, Path]) -> None:
     def cli(*argv: object) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "fetcher", "compare", *map(str, argv)],
-            capture_output=True, text=True, cwd=ROOT, timeout=120,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
         )
 
     same = cli(images["png"], images["jpeg"], "--json")

@@ -62,8 +62,15 @@ def ref_nrmse(a: np.ndarray, b: np.ndarray) -> float:
 
 def sk_ssim(a: np.ndarray, b: np.ndarray, data_range: float, *, full: bool = False) -> Any:
     """scikit-image's Gaussian SSIM with Wang et al.'s settings (the reference)."""
-    return structural_similarity(a, b, gaussian_weights=True, sigma=1.5,
-                                 use_sample_covariance=False, data_range=data_range, full=full)
+    return structural_similarity(
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=data_range,
+        full=full,
+    )
 
 
 def grey16(arr: np.ndarray) -> bytes:
@@ -472,9 +479,9 @@ def test_keep_map_is_minimum_over_bands() -> None:
     b[10:20, 10:20, 1] = 0  # green only
     result = compare(encode(Image.fromarray(a)), encode(Image.fromarray(b)), keep_map=True)
     assert result.ssim_map is not None
-    ref = np.minimum.reduce(
-        [sk_ssim(a[..., k], b[..., k], 255, full=True)[1] for k in range(3)]
-    )[5:-5, 5:-5]
+    ref = np.minimum.reduce([sk_ssim(a[..., k], b[..., k], 255, full=True)[1] for k in range(3)])[
+        5:-5, 5:-5
+    ]
     np.testing.assert_allclose(result.ssim_map, ref, atol=1e-5)
 
 
@@ -522,8 +529,9 @@ def test_thresholds_change_the_verdict(metric: str, chelsea_png: bytes, chelsea_
 
 
 @pytest.mark.parametrize("metric", ["nrmse", "local_shift"])
-def test_thresholds_can_accept_a_change(metric: str, chelsea: Image.Image,
-                                        chelsea_png: bytes) -> None:
+def test_thresholds_can_accept_a_change(
+    metric: str, chelsea: Image.Image, chelsea_png: bytes
+) -> None:
     new = encode(shifted(chelsea, 12))
     default = compare(chelsea_png, new)
     assert not default.same

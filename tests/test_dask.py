@@ -16,8 +16,8 @@ from origin import Origin
 from PIL import Image, ImageDraw
 
 from fetcher.config import Config, load_config
+from fetcher.mirror import sync
 from fetcher.report import Result
-from fetcher.sync import sync
 
 distributed = pytest.importorskip(
     "distributed", reason='Dask distributed is not installed (pip install ".[dask]")'

@@ -17,10 +17,10 @@ import pytest
 from conftest import encode, gradient_rgb, photo
 from PIL import Image, ImageFile
 
-from fetcher import pillow
-from fetcher.decode import Decoded, decode, decode_image, decode_path, harmonise, probe
+from fetcher import probe
+from fetcher.decode import Decoded, decode, decode_image, decode_path, harmonise, read_header
 from fetcher.errors import DecodeError, StoreError, TooManyPixelsError
-from fetcher.pillow import verify
+from fetcher.probe import verify
 
 RNG = np.random.default_rng(20261125)
 
@@ -332,7 +332,7 @@ def test_animation_every_frame(fmt: str, params: dict[str, Any], n: int) -> None
         np.testing.assert_array_equal(got[:, :, :3], want)
         assert (got[:, :, 3:] == 255).all()
     assert d.durations == tuple(durations)
-    assert probe(data, max_pixels=10**6) == (fmt, (W, H), n)
+    assert read_header(data, max_pixels=10**6) == (fmt, (W, H), n)
 
 
 def test_gif_frames_change_mode_and_transparency_makes_all_rgba() -> None:
@@ -401,7 +401,7 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
-@pytest.mark.parametrize("call", ["decode", "probe"])
+@pytest.mark.parametrize("call", ["decode", "read_header"])
 def test_pixel_cap_refuses_from_header(call: str) -> None:
     blob = png_header_only(100_000, 90_000)  # 9e9 pixels, 27 GB if decoded
     assert len(blob) < 100
@@ -411,7 +411,7 @@ def test_pixel_cap_refuses_from_header(call: str) -> None:
         if call == "decode":
             decode(blob, max_pixels=1_000_000)
         else:
-            probe(blob, max_pixels=1_000_000)
+            read_header(blob, max_pixels=1_000_000)
     elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -430,11 +430,11 @@ def test_pillow_bomb_limit_maps_to_our_error_without_a_warning() -> None:
     # 10000 x 20000 is over twice Pillow's MAX_IMAGE_PIXELS: Pillow refuses it on open
     blob = png_header_only(10_000, 20_000)
     with pytest.raises(TooManyPixelsError, match="Pillow"):
-        probe(blob, max_pixels=10**12)
+        read_header(blob, max_pixels=10**12)
     # 10000 x 10000 only warns in Pillow; the warning must not print
     code = (
-        "import sys; from fetcher.decode import probe; "
-        "print(probe(sys.stdin.buffer.read(), max_pixels=10**12))"
+        "import sys; from fetcher.decode import read_header; "
+        "print(read_header(sys.stdin.buffer.read(), max_pixels=10**12))"
     )
     run = subprocess.run(
         [sys.executable, "-W", "default", "-c", code],
@@ -674,7 +674,7 @@ def test_verify_names_the_cause_and_checks_the_caps() -> None:
 def test_verify_decodes_a_jpeg_at_reduced_scale_only(monkeypatch: pytest.MonkeyPatch) -> None:
     """The JPEG check asks libjpeg for its 1/8 DCT scale: a fraction of the pixels."""
     seen: list[tuple[int, int]] = []
-    real_open = pillow.open_image
+    real_open = probe.open_image
 
     def spy(data: bytes) -> Image.Image:
         img = real_open(data)
@@ -688,7 +688,7 @@ def test_verify_decodes_a_jpeg_at_reduced_scale_only(monkeypatch: pytest.MonkeyP
         img.load = load  # type: ignore[method-assign]
         return img
 
-    monkeypatch.setattr(pillow, "open_image", spy)
-    pillow.verify(encode(photo_rgb(), "JPEG", quality=90))
-    pillow.verify(encode(photo_rgb(), "PNG"))
+    monkeypatch.setattr(probe, "open_image", spy)
+    probe.verify(encode(photo_rgb(), "JPEG", quality=90))
+    probe.verify(encode(photo_rgb(), "PNG"))
     assert seen == [(32, 32), (256, 256)]

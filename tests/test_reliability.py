@@ -26,10 +26,10 @@ from PIL import Image
 
 from fetcher.cli import main
 from fetcher.config import load_config
+from fetcher.mirror import sync
 from fetcher.report import Report, Result
 from fetcher.state import State
 from fetcher.store import TEMP_PREFIX, DestinationLock
-from fetcher.sync import sync
 
 REPO = Path(__file__).resolve().parents[1]
 STATE = Path(".fetcher") / "state.sqlite3"
@@ -968,4 +968,3 @@ def origin_body(origin: Origin, url: str) -> bytes:
     path = url[len(origin.base_url) :]
     published = origin._published[path]
     return published.body
-

@@ -121,8 +121,7 @@ def test_finish_stops_the_clock() -> None:
 def test_summary_line_of_the_nightly_example() -> None:
     # exactly the format of the example
     assert nightly().summary_line() == (
-        "new 3, changed 1, unchanged 120 (not-modified 118, similar 2), "
-        "failed 0, 4.1 MB in 2.3 s"
+        "new 3, changed 1, unchanged 120 (not-modified 118, similar 2), failed 0, 4.1 MB in 2.3 s"
     )
 
 

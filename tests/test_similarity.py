@@ -36,7 +36,11 @@ def skimage_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
     """The reference: scikit-image's Gaussian SSIM with Wang et al.'s settings."""
     return float(
         structural_similarity(
-            x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+            x,
+            y,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
             data_range=data_range,
         )
     )
@@ -44,8 +48,13 @@ def skimage_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
 
 def skimage_map(x: np.ndarray, y: np.ndarray, data_range: float) -> np.ndarray:
     _, full = structural_similarity(
-        x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-        data_range=data_range, full=True,
+        x,
+        y,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=data_range,
+        full=True,
     )
     return np.asarray(full)[5:-5, 5:-5]
 
@@ -192,9 +201,7 @@ def test_side_10_has_no_ssim_and_side_11_has() -> None:
             )
 
 
-@pytest.mark.parametrize(
-    "shape", [(WINDOW - 1, 40), (40, WINDOW - 1), (WINDOW - 1, WINDOW - 1)]
-)
+@pytest.mark.parametrize("shape", [(WINDOW - 1, 40), (40, WINDOW - 1), (WINDOW - 1, WINDOW - 1)])
 def test_side_below_window_is_a_value_error(shape: tuple[int, int]) -> None:
     x = np.zeros(shape, np.uint8)
     with pytest.raises(ValueError, match="at least 11"):
@@ -281,7 +288,9 @@ def test_nrmse_matches_its_definition() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**32 - 1),
+    st.integers(1, 12),
+    st.integers(1, 12),
+    st.integers(0, 2**32 - 1),
 )
 def test_nrmse_is_between_zero_and_one(h: int, w: int, seed: int) -> None:
     gen = np.random.default_rng(seed)
@@ -395,9 +404,18 @@ def test_threads_give_identical_results() -> None:
 
 def test_benchmark_script_smoke_run() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_similarity.py"), "--size", "300x200",
-         "--repeat", "1"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_similarity.py"),
+            "--size",
+            "300x200",
+            "--repeat",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "skimage/fetcher" in proc.stdout

@@ -54,8 +54,17 @@ def db(tmp_path: Path) -> Path:
 def test_round_trip(db: Path) -> None:
     records = [
         record(1),
-        record(2, etag=None, last_modified=None, size=None, mtime_ns=None, sha256=None,
-               outcome="failed", reason="http-404", changed=None),
+        record(
+            2,
+            etag=None,
+            last_modified=None,
+            size=None,
+            mtime_ns=None,
+            sha256=None,
+            outcome="failed",
+            reason="http-404",
+            changed=None,
+        ),
         record(3, url="https://例え.jp/ünïcödé/ß.jpg", path="例え.jp/ünïcödé/ß.jpg"),
     ]
     with State.open(db) as state:
@@ -157,7 +166,7 @@ def test_wal_schema_version_and_path_index(db: Path) -> None:
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             indexed = [
                 row[2]
-                for name, in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
                 for row in conn.execute(f"PRAGMA index_info({name!r})")
             ]
             assert "path" in indexed

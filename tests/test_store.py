@@ -308,9 +308,7 @@ def test_file_info(tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"12345")
     os.utime(target, ns=(1, 123_456_789_012_345_678))
-    assert file_info(target) == store.FileInfo(
-        size=5, mtime_ns=123_456_789_012_345_678, sha256=""
-    )
+    assert file_info(target) == store.FileInfo(size=5, mtime_ns=123_456_789_012_345_678, sha256="")
 
 
 # --- stale temporary files ---------------------------------------------------------------

@@ -28,10 +28,10 @@ from test_report import DESIGN_FIELDS
 from fetcher.cli import main
 from fetcher.config import load_config
 from fetcher.errors import StateError
+from fetcher.mirror import sync, sync_one
 from fetcher.report import Result
 from fetcher.state import State
 from fetcher.store import DestinationLock
-from fetcher.sync import sync, sync_one
 
 REPO = Path(__file__).resolve().parents[1]
 

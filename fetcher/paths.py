@@ -1,4 +1,7 @@
-"""Read the URL list, map each URL to a safe destination path, and join it under the destination.
+"""Map a URL to a safe relative destination path, check explicit paths, claim paths.
+
+Nothing here touches the disk: the safe walk under the destination is
+:func:`fetcher.store.safe_join`.
 
 The list holds one entry a line, ``URL [PATH]``: the URL, then (after spaces or tabs)
 an optional PATH relative to the destination, which runs to the end of the line and
@@ -41,84 +44,53 @@ path (what the sanitiser would leave unchanged), apart from NFC normalisation an
 NUL or control characters, ``<>"|?*``, trailing dots or spaces, device names, names
 fetcher reserves, a segment over 255 bytes, a path over 1024 bytes, a trailing ``/``.
 
-``read_entries`` also refuses (``unsafe-path``) an entry whose path is already used by
-an earlier line, compared by ``path_key`` (case-folded, NFC), or whose path is a
-folder of an earlier entry's file or the reverse. For that it keeps a 64-bit digest
-and a line number per distinct file and folder: about 100 bytes per entry, the one
-thing that grows with the list.
+:class:`Claims` keeps which paths earlier entries took (for ``read_entries``): an
+entry whose path is already used, compared by ``path_key`` (case-folded, NFC), or
+whose path is a folder of an earlier entry's file or the reverse, is refused. For that
+it keeps a 64-bit digest and a line number per distinct file and folder.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import ipaddress
-import os
 import re
-import stat
 import unicodedata
 from array import array
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from .errors import StoreError, UnsafePathError, UrlError
-from .store import STATE_DIR
-from .store import TEMP_PREFIX as TMP_PREFIX
+from .errors import UnsafePathError, UrlError
 
 __all__ = [
-    "BadLine",
-    "Entry",
+    "LAYOUTS",
+    "STATE_DIR",
+    "TEMP_PREFIX",
+    "Claims",
     "clean_relpath",
-    "parse_line",
     "path_key",
-    "read_entries",
-    "safe_join",
     "url_to_path",
-    "validate_url",
 ]
+
+#: fetcher's own folder at the top of the destination (lock, state).
+STATE_DIR = ".fetcher"
+#: Prefix of the temporary files a write creates beside its target.
+TEMP_PREFIX = ".fetcher-tmp-"
+TMP_PREFIX = TEMP_PREFIX
 
 LAYOUTS = ("host/path", "path")
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 1024
 INDEX_NAME = "index"
-_TEXT_CAP = 200
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _WINDOWS_FORBIDDEN = '<>:"/\\|?*'
 _CONTROL = "\x00-\x1f\x7f-\x9f\ud800-\udfff"  # Unicode categories Cc and Cs
 _CONTROL_RE = re.compile(f"[{_CONTROL}]")
-_SPACE_OR_CONTROL_RE = re.compile(f"[\\s{_CONTROL}]")
 _UNPORTABLE_RE = re.compile(f"[{re.escape(_WINDOWS_FORBIDDEN)}{_CONTROL}]")
 _FORBIDDEN_RE = re.compile(f"[{re.escape(_WINDOWS_FORBIDDEN)}]")
 _DEVICE_NAMES = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{dev}{n}" for dev in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]]
 )
-_HOST_CHARS = re.compile(r"[\w.-]+")
 _EXT = re.compile(r"\.[A-Za-z0-9]{1,15}")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One usable line of the URL list.
-
-    ``line`` is 1-based (0 when built by a library caller); ``path`` is relative to the
-    destination, with ``/`` separators, already sanitised and validated.
-    """
-
-    line: int
-    url: str
-    path: str
-
-
-@dataclass(frozen=True)
-class BadLine:
-    """A list line that cannot be used; ``error.reason`` is ``bad-url`` or ``unsafe-path``."""
-
-    line: int
-    text: str
-    error: UrlError
 
 
 def _short(text: str, limit: int = 100) -> str:
@@ -128,51 +100,6 @@ def _short(text: str, limit: int = 100) -> str:
 
 def _hash8(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-
-
-def validate_url(url: str) -> str:
-    """Check that ``url`` can be fetched: http or https, a host, no spaces or control characters.
-
-    Parameters
-    ----------
-    url : str
-        The URL as written in the list.
-
-    Returns
-    -------
-    str
-        ``url`` itself, unchanged.
-
-    Raises
-    ------
-    UrlError
-        Naming the URL and what is wrong with it (reason ``bad-url``).
-    """
-    if not url:
-        raise UrlError("empty URL")
-    bad = _SPACE_OR_CONTROL_RE.search(url)
-    if bad is not None:
-        raise UrlError(f"URL {_short(url)} contains {bad[0]!r} (space or control character)")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise UrlError(f"URL {_short(url)} is malformed: {exc}") from None
-    if parts.scheme.lower() not in _DEFAULT_PORTS:
-        raise UrlError(f"URL {_short(url)} is not http or https")
-    host = parts.hostname
-    if not host:
-        raise UrlError(f"URL {_short(url)} has no host")
-    if "[" in parts.netloc:
-        try:
-            ipaddress.IPv6Address(host.partition("%")[0])
-        except ValueError:
-            raise UrlError(f"URL {_short(url)} has a malformed IPv6 host") from None
-    elif not _HOST_CHARS.fullmatch(host) or not host.strip("."):
-        raise UrlError(f"URL {_short(url)} has a malformed host {_short(host, 60)}")
-    if port == 0:
-        raise UrlError(f"URL {_short(url)} has port 0")
-    return url
 
 
 def _split_ext(name: str) -> tuple[str, str]:
@@ -264,20 +191,24 @@ def url_to_path(url: str, *, layout: str = "host/path") -> str:
     Raises
     ------
     UrlError
-        ``url`` is not a usable URL (see ``validate_url``).
+        ``url`` cannot be split into scheme, host, port and path. Pass URLs that
+        :func:`fetcher.urllist.validate_url` accepted: this does not check them again.
     ValueError
         ``layout`` is not one of the two layouts.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
-    parts = urlsplit(validate_url(url))
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UrlError(f"URL {_short(url)} is malformed: {exc}") from None
     segments = _url_segments(parts.path)
     if parts.query:
         segments[-1] = _with_query(segments[-1], parts.query)
     if layout == "host/path":
         host = parts.hostname or ""
-        port = parts.port
-        if port is not None and port != _DEFAULT_PORTS[parts.scheme.lower()]:
+        if port is not None and port != _DEFAULT_PORTS.get(parts.scheme.lower()):
             host = f"{host}_{port}"
         segments.insert(0, host)
     names = [_sanitise(seg, first=i == 0) for i, seg in enumerate(segments)]
@@ -350,57 +281,6 @@ def clean_relpath(path: str) -> str:
     return clean
 
 
-def safe_join(dest: Path, relpath: str) -> Path:
-    """Join ``relpath`` under ``dest``, refusing any way out of ``dest``.
-
-    Every existing component below ``dest`` (the file itself included) is checked
-    with ``lstat``: a symbolic link anywhere below ``dest`` is refused, even one that
-    points inside it, since the target would change behind fetcher's back. ``dest``
-    itself may be a link. The joined path, normalised, must lie under ``dest``.
-
-    Parameters
-    ----------
-    dest : Path
-        The destination folder (it need not exist yet).
-    relpath : str
-        A relative path; it is checked with ``clean_relpath`` first.
-
-    Returns
-    -------
-    Path
-        ``dest / relpath`` (not resolved).
-
-    Raises
-    ------
-    UnsafePathError
-        ``relpath`` is refused by ``clean_relpath``, crosses a symbolic link below
-        ``dest``, or leads outside ``dest``.
-    StoreError
-        A component cannot be examined (e.g. permission denied); reason ``io-error``.
-    """
-    clean = clean_relpath(relpath)
-    here = dest
-    for name in clean.split("/"):
-        here = here / name
-        try:
-            mode = os.lstat(here).st_mode
-        except FileNotFoundError:
-            break
-        except OSError as exc:  # e.g. a component that is a file, not a folder
-            if exc.errno == errno.ENOTDIR:  # nothing can exist below a file
-                break
-            raise StoreError(f"cannot check {str(here)!r} for {_short(relpath)}: {exc}") from None
-        if stat.S_ISLNK(mode):
-            raise _refuse(relpath, f"{str(here)!r} is a symbolic link")
-    # With no link below dest, a lexical check is exact; resolve() would lstat every
-    # component from / again. It repeats clean_relpath's refusal of "..", in case a
-    # future change to the cleaning lets one through.
-    root = os.path.abspath(dest)
-    if not os.path.normpath(os.path.join(root, clean)).startswith(root.rstrip("/") + "/"):
-        raise _refuse(relpath, f"it leads outside {root!r}")
-    return dest / clean
-
-
 def path_key(relpath: str) -> str:
     """Key under which two destination paths count as the same file.
 
@@ -417,48 +297,6 @@ def path_key(relpath: str) -> str:
         and Windows.
     """
     return unicodedata.normalize("NFC", unicodedata.normalize("NFD", relpath).casefold())
-
-
-def parse_line(text: str, line: int = 0, *, layout: str = "host/path") -> Entry | None:
-    """Parse one list line, ``URL [PATH]``.
-
-    Parameters
-    ----------
-    text : str
-        The line without its line ending.
-    line : int
-        Its 1-based line number, used in messages (0: no number).
-    layout : {"host/path", "path"}
-        How a path is derived when the line gives none (see ``url_to_path``).
-
-    Returns
-    -------
-    Entry or None
-        The entry, or None for a blank line or a ``#`` comment.
-
-    Raises
-    ------
-    UrlError
-        The URL is unusable (reason ``bad-url``); the message names the line.
-    UnsafePathError
-        The explicit PATH is refused (reason ``unsafe-path``); the message names the line.
-    """
-    stripped = text.strip(" \t")
-    if not stripped or stripped.startswith("#"):
-        return None
-    url, *more = re.split(r"[ \t]+", stripped, maxsplit=1)
-    rest = more[0] if more else ""
-    try:
-        if rest:
-            validate_url(url)
-            path = clean_relpath(rest)
-        else:
-            path = url_to_path(url, layout=layout)
-    except UrlError as exc:
-        if not line:
-            raise
-        raise type(exc)(f"line {line}: {exc.message}") from None
-    return Entry(line=line, url=url, path=path)
 
 
 class _DigestTable:
@@ -509,7 +347,7 @@ class _DigestTable:
                 self._keys[index], self._lines[index] = key, line
 
 
-class _Claims:
+class Claims:
     """Which destination paths (files) and their folders earlier entries have taken.
 
     Keys are 64-bit BLAKE2b digests of ``path_key`` values (0 read as 1), mapped to
@@ -526,22 +364,22 @@ class _Claims:
         raw = hashlib.blake2b(path_key(relpath).encode("utf-8"), digest_size=8).digest()
         return int.from_bytes(raw, "big") or 1
 
-    def claim(self, entry: Entry) -> UnsafePathError | None:
-        """Record ``entry``'s path, or return the error if an earlier entry clashes with it."""
-        key = self._digest(entry.path)
+    def claim(self, line: int, path: str) -> UnsafePathError | None:
+        """Record the path of list line ``line``, or return the error if an earlier one clashes."""
+        key = self._digest(path)
         first = self.files.get(key)
         if first is not None:
             return UnsafePathError(
-                f"line {entry.line}: path {_short(entry.path)} is already used by line {first}"
+                f"line {line}: path {_short(path)} is already used by line {first}"
                 " (names differing only in case or Unicode form count as the same)"
             )
         first = self.folders.get(key)
         if first is not None:
             return UnsafePathError(
-                f"line {entry.line}: path {_short(entry.path)} is a folder of line {first}'s file"
+                f"line {line}: path {_short(path)} is a folder of line {first}'s file"
             )
-        names = entry.path.split("/")
-        if len(names) > 1 and entry.path.rpartition("/")[0] == self._last_folder:
+        names = path.split("/")
+        if len(names) > 1 and path.rpartition("/")[0] == self._last_folder:
             names = names[-1:]  # same folder as the entry before: its folders are claimed
         folders = ["/".join(names[:i]) for i in range(1, len(names))]
         folder_keys = [self._digest(folder) for folder in folders]
@@ -549,56 +387,11 @@ class _Claims:
             first = self.files.get(folder_key)
             if first is not None:
                 return UnsafePathError(
-                    f"line {entry.line}: path {_short(entry.path)} needs folder"
+                    f"line {line}: path {_short(path)} needs folder"
                     f" {_short(folder)}, which is line {first}'s file"
                 )
-        self.files.setdefault(key, entry.line)
+        self.files.setdefault(key, line)
         for folder_key in folder_keys:
-            self.folders.setdefault(folder_key, entry.line)
-        self._last_folder = entry.path.rpartition("/")[0]
+            self.folders.setdefault(folder_key, line)
+        self._last_folder = path.rpartition("/")[0]
         return None
-
-
-def read_entries(lines: Iterable[str], *, layout: str = "host/path") -> Iterator[Entry | BadLine]:
-    """Read a URL list one line at a time, yielding an entry or a bad line for each used line.
-
-    Parameters
-    ----------
-    lines : iterable of str
-        The list's lines, with or without ``\\n`` / ``\\r\\n`` endings (an open text
-        file, ``sys.stdin``, a generator); consumed lazily, never held whole.
-    layout : {"host/path", "path"}
-        How a path is derived for lines without PATH (see ``url_to_path``).
-
-    Yields
-    ------
-    Entry or BadLine
-        In list order; blank and comment lines yield nothing. A line that is malformed,
-        names an unsafe PATH, or maps to a path an earlier entry already uses (or a
-        folder of one, or the reverse) is a ``BadLine`` whose error names the line.
-
-    Raises
-    ------
-    ValueError
-        ``layout`` is not one of the two layouts (raised before any line is read).
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {LAYOUTS}, not {layout!r}")
-    return _read_entries(lines, layout)
-
-
-def _read_entries(lines: Iterable[str], layout: str) -> Iterator[Entry | BadLine]:
-    claims = _Claims()
-    for number, raw in enumerate(lines, start=1):
-        text = raw.removesuffix("\n").removesuffix("\r")
-        if number == 1:
-            text = text.removeprefix("\ufeff")
-        try:
-            entry = parse_line(text, number, layout=layout)
-        except UrlError as exc:
-            yield BadLine(line=number, text=text[:_TEXT_CAP], error=exc)
-            continue
-        if entry is None:
-            continue
-        clash = claims.claim(entry)
-        yield entry if clash is None else BadLine(line=number, text=text[:_TEXT_CAP], error=clash)

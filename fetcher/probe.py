@@ -35,7 +35,7 @@ __all__ = [
     "load_frame",
     "open_image",
     "pillow_call",
-    "probe",
+    "read_header",
     "verify",
 ]
 
@@ -163,7 +163,7 @@ def check_limits(
         )
 
 
-def probe(data: bytes, *, max_pixels: int) -> tuple[str | None, tuple[int, int], int]:
+def read_header(data: bytes, *, max_pixels: int) -> tuple[str | None, tuple[int, int], int]:
     """Read only the header: format, stored size and frame count, within the pixel cap.
 
     Parameters

@@ -1,214 +1,35 @@
-"""The per-URL ladder and the run: sync_one() takes one URL down it, sync() runs a whole list."""
+"""Many URLs: the local runner (threads, forked compare workers) and the cluster runner."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
-import dataclasses
-import hashlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 
-from .config import CompareConfig, Config
-from .errors import ConfigError, FetcherError, StoreError, UrlError
-from .http import Fetcher, Validators
+from .config import Config
+from .errors import ConfigError
+from .http import Fetcher
+from .ladder import Job, Outcome, run_job
 from .report import Progress, Report, ReportWriter, Result
-from .state import Record, State
-from .store import (
-    STATE_DIR,
-    DestinationLock,
-    FileInfo,
-    atomic_write,
-    clean_stale_temporaries,
-    file_info,
-    parse_http_date,
-    read_file,
-)
-from .urls import BadLine, Entry, read_entries, safe_join, validate_url
+from .state import State, next_record
+from .urllist import BadLine, Entry
 
-if TYPE_CHECKING:  # numpy, scipy and Pillow are imported only when a download needs them
-    from .compare import Comparison
-
-__all__ = ["Job", "Outcome", "cluster_executor", "run_batch", "run_job", "sync", "sync_one"]
-
-STATE_FILE = "state.sqlite3"
+__all__ = ["BATCH", "CpuPool", "cluster_executor", "run", "run_batch"]
 
 #: Jobs per task sent to an outside executor (a Dask cluster): enough that the per-task
 #: overhead (milliseconds) stays small next to the downloads, few enough to spread the work.
 BATCH = 16
-
-
-@dataclass(frozen=True)
-class Job:
-    """One URL to take down the ladder: plain values only, so a job can travel to a worker.
-
-    ``record`` is what the state knew of the URL. Where the job runs, its validators
-    are sent and its digest settles rung 3 (without reading the file) only if the file
-    on disk is still the one fetcher left (same path, size and mtime) and ``force`` is
-    off; the path checks and that ``stat`` happen there too, in parallel, not in the
-    thread that reads the list.
-    """
-
-    url: str
-    path: str
-    dest: str
-    line: int = 0
-    record: Record | None = None
-    force: bool = False
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a worker sends back: the result, and what the state should remember."""
-
-    result: Result
-    etag: str | None = None
-    last_modified: str | None = None
-    file: FileInfo | None = None  # the file on disk after this job (None: none, or unknown)
-    wrote: bool = False
-    remember: bool = True  # False: refused before any request (its path); state untouched
-
-
-def _failed(job: Job, exc: FetcherError, started: float, status: int | None = None) -> Outcome:
-    return Outcome(
-        Result(
-            url=job.url,
-            path=job.path,
-            outcome="failed",
-            reason=exc.reason,
-            http_status=getattr(exc, "status", None) or status,
-            elapsed=time.monotonic() - started,
-            error=str(exc),
-            line=job.line,
-        )
-    )
-
-
-def run_job(
-    job: Job,
-    config: Config,
-    fetcher: Fetcher,
-    *,
-    compare_slots: threading.Semaphore | None = None,
-    processes: CpuPool | None = None,
-) -> Outcome:
-    """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
-
-    Rungs 4-7 (decoding both images and the similarity) run in ``processes`` when
-    given, else in this thread under ``compare_slots``; the decode check of a new
-    file (``pillow.verify``, a few milliseconds with the GIL released) always runs
-    here under ``compare_slots``. Every
-    :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its reason;
-    anything else is a bug and propagates.
-    """
-    started = time.monotonic()
-    status: int | None = None
-    try:
-        target = safe_join(Path(job.dest), job.path)
-        known = job.record
-        if known is not None and (
-            job.force or not known.describes(file_info(target), path=job.path)
-        ):
-            known = None
-    except FetcherError as exc:  # the path is refused: what the state knows stays as it is
-        return dataclasses.replace(_failed(job, exc, started), remember=False)
-    try:
-        validators = None
-        if known is not None and (known.etag or known.last_modified):
-            validators = Validators(etag=known.etag, last_modified=known.last_modified)
-        response = fetcher.fetch(job.url, validators)
-        status = response.status
-        base = Result(
-            url=job.url,
-            path=job.path,
-            outcome="unchanged",
-            reason="",
-            http_status=status,
-            line=job.line,
-        )
-
-        def done(result: Result, file: FileInfo | None = None, wrote: bool = False) -> Outcome:
-            result = dataclasses.replace(result, elapsed=time.monotonic() - started)
-            return Outcome(
-                result,
-                etag=response.etag,
-                last_modified=response.last_modified,
-                file=file,
-                wrote=wrote,
-            )
-
-        if response.not_modified:
-            return done(dataclasses.replace(base, reason="not-modified"))
-        body = response.body or b""
-        base = dataclasses.replace(base, bytes=len(body))
-        if known is not None and known.sha256 and hashlib.sha256(body).hexdigest() == known.sha256:
-            # Rung 3 settled by the digest recorded for the file on disk: no read needed.
-            return done(dataclasses.replace(base, reason="identical-bytes"))
-        old = read_file(target)
-        cfg = config.compare
-        if old is None:
-            # Rung 2: a new file must be a decodable image before it is written. The
-            # check is cheap (a JPEG is decoded at 1/8 scale) and Pillow releases the
-            # GIL while decoding, so it runs here rather than in a compare process.
-            with compare_slots or contextlib.nullcontext():
-                _decodes(body, cfg)
-            result = dataclasses.replace(base, outcome="new", reason="new")
-        elif old == body:
-            result = dataclasses.replace(base, reason="identical-bytes")
-        else:
-            if processes is not None:
-                verdict = processes.run(_compare, old, body, cfg)
-            else:
-                with compare_slots or contextlib.nullcontext():
-                    verdict = _compare(old, body, cfg)
-            result = dataclasses.replace(
-                base,
-                outcome="unchanged" if verdict.same else "changed",
-                reason=verdict.reason,
-                ssim=verdict.ssim,
-                nrmse=verdict.nrmse,
-                local_ssim=verdict.local_ssim,
-                local_shift=verdict.local_shift,
-                detail=verdict.detail,
-            )
-        if result.outcome == "unchanged":
-            stat = file_info(target)
-            info = None if stat is None else FileInfo(stat.size, stat.mtime_ns, _digest(old))
-            return done(result, info)
-        if job.dry_run:
-            return done(result)
-        mtime = None
-        if config.sync.remote_time and response.last_modified:
-            mtime = parse_http_date(response.last_modified)
-        return done(result, atomic_write(target, body, mtime=mtime), wrote=True)
-    except FetcherError as exc:
-        return _failed(job, exc, started, status)
-
-
-def _decodes(body: bytes, cfg: CompareConfig) -> None:
-    """Rung 2: raise DecodeError unless every frame of ``body`` decodes."""
-    from .pillow import verify
-
-    verify(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
-
-
-def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
-    from .compare import compare
-
-    return compare(old, new, cfg, threads=1)
-
 
 _T = TypeVar("_T")
 
@@ -349,159 +170,6 @@ def cluster_executor(scheduler: str) -> Iterator[cf.Executor]:
         yield client.get_executor()
 
 
-def _digest(data: bytes | None) -> str:
-    return "" if data is None else hashlib.sha256(data).hexdigest()
-
-
-def sync_one(
-    url: str,
-    path: str | os.PathLike[str],
-    config: Config | None = None,
-    *,
-    session: requests.Session | None = None,
-    dry_run: bool = False,
-) -> Result:
-    """Bring one file in step with one URL; no state, no lock.
-
-    Parameters
-    ----------
-    url : str
-        An http(s) URL of an image.
-    path : path-like
-        The file to keep in step (its folder is created if missing).
-    config : Config, optional
-        Defaults when omitted.
-    session : requests.Session, optional
-        Your own session (cookies, auth, proxies, adapters); used as is and not closed.
-    dry_run : bool
-        Decide, but write nothing.
-
-    Returns
-    -------
-    Result
-        ``new``, ``changed``, ``unchanged`` or ``failed`` with its reason; failures
-        are results, not exceptions.
-    """
-    config = config or Config()
-    target = Path(path).absolute()
-    job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
-    with Fetcher(config.http, session=session, pool_size=1, per_host=1) as fetcher:
-        try:
-            validate_url(url)
-        except UrlError as exc:
-            return _failed(job, exc, time.monotonic()).result
-        return run_job(job, config, fetcher).result
-
-
-def _as_line(item: str | Entry | tuple[str, str | None]) -> str:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, Entry):
-        return f"{item.url} {item.path}"
-    url, rel = item
-    return f"{url} {rel}" if rel else url
-
-
-def _entries(
-    urls: Iterable[str | Entry | tuple[str, str | None]], layout: str
-) -> Iterator[Entry | BadLine]:
-    """Every item as a list line through the one parser (numbering, checks, duplicates)."""
-    return read_entries((_as_line(item) for item in urls), layout=layout)
-
-
-def sync(
-    urls: Iterable[str | Entry | tuple[str, str | None]],
-    dest: str | os.PathLike[str],
-    config: Config | None = None,
-    *,
-    session: requests.Session | None = None,
-    executor: cf.Executor | None = None,
-    dry_run: bool = False,
-    force: bool = False,
-    writer: ReportWriter | None = None,
-    on_result: Callable[[Result], None] | None = None,
-    progress: bool = False,
-) -> Report:
-    """Mirror a URL list into ``dest``, writing only what changed.
-
-    Parameters
-    ----------
-    urls : iterable
-        List lines (``URL [PATH]``, comments and blanks allowed; e.g. an open
-        file), :class:`~fetcher.urls.Entry` objects, or ``(url, path)`` pairs.
-        Consumed lazily: a list of a million lines is never held whole.
-    dest : path-like
-        The destination folder (created if missing).
-    config : Config, optional
-        Defaults when omitted.
-    session : requests.Session, optional
-        Your own session, used by every worker and not closed.
-    executor : concurrent.futures.Executor, optional
-        Where jobs run; a thread pool of ``sync.workers`` by default, or a Dask
-        cluster when ``sync.scheduler`` is set. Given one (e.g. a ``distributed``
-        client's ``get_executor()``), jobs go to it in batches of one host through
-        :func:`run_batch`, which must pickle to where it runs; the destination must
-        be a path every worker shares. This call keeps the lock and the state.
-    dry_run : bool
-        Decide everything, write nothing (the state is not updated either).
-    force : bool
-        Ignore the stored validators: fetch every URL in full.
-    writer : ReportWriter, optional
-        Gets every result as it arrives (the JSON-lines report).
-    on_result : callable, optional
-        Called with every result in the coordinating thread.
-    progress : bool
-        Show a progress bar on stderr.
-
-    Returns
-    -------
-    Report
-        Counts per outcome and reason, the failures, bytes, time and exit status.
-
-    Raises
-    ------
-    ValueError
-        Both a session and an executor were given.
-    LockError
-        Another run holds the destination's lock.
-    StoreError, StateError
-        The destination or its state cannot be used.
-    """
-    config = config or Config()
-    dest_path = Path(dest).absolute()
-    try:
-        dest_path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create destination {dest_path}: {exc.strerror or exc}") from None
-    if executor is not None and session is not None:
-        raise ValueError("a session cannot travel to an executor's workers: pass one or the other")
-    outcome_report = Report(dry_run=dry_run)
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(DestinationLock(dest_path))
-        if executor is None and config.sync.scheduler:
-            executor = stack.enter_context(cluster_executor(config.sync.scheduler))
-        clean_stale_temporaries(dest_path)
-        state_path = (
-            Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
-        )
-        with State.open(state_path) as state:
-            _run(
-                urls,
-                dest_path,
-                config,
-                state,
-                outcome_report,
-                session=session,
-                executor=executor,
-                dry_run=dry_run,
-                force=force,
-                writer=writer,
-                on_result=on_result,
-                progress=progress,
-            )
-    return outcome_report.finish()
-
-
 class _HeldInterrupts:
     """Defers Ctrl-C and SIGTERM while finished jobs are recorded (report line and state).
 
@@ -549,8 +217,8 @@ class _HeldInterrupts:
                 self._saved[signum](signum, frame)  # e.g. raises KeyboardInterrupt
 
 
-def _run(
-    urls: Iterable[str | Entry | tuple[str, str | None]],
+def run(
+    entries: Iterable[Entry | BadLine],
     dest: Path,
     config: Config,
     state: State,
@@ -623,7 +291,7 @@ def _run(
 
     held.install()
     try:
-        for item in _entries(urls, config.sync.layout):
+        for item in entries:
             if isinstance(item, BadLine):
                 finish(
                     Result(
@@ -741,44 +409,19 @@ def _job(entry: Entry, dest: str, state: State, *, force: bool, dry_run: bool) -
 
 
 def _remember(state: State, job: Job, outcome: Outcome) -> None:
-    """Update the URL's record after a job (the coordinating thread only).
-
-    A failure keeps what was known of the file and its validators; an ``unchanged``
-    that did not look at the disk (304, or a digest match) keeps the recorded file
-    and takes any new validators; everything else records the file as it is now.
-    """
+    """Record what a finished job leaves on disk (the coordinating thread only)."""
     result = outcome.result
-    now = time.time()
-    previous = job.record
-    etag, last_modified = outcome.etag, outcome.last_modified
-    info = outcome.file
-    if result.outcome == "failed" or info is None:
-        if previous is not None and previous.path == job.path:
-            info = (
-                FileInfo(previous.size, previous.mtime_ns, previous.sha256 or "")
-                if previous.size is not None and previous.mtime_ns is not None
-                else None
-            )
-            if result.outcome == "failed":
-                etag, last_modified = previous.etag, previous.last_modified
-            else:
-                etag = etag or previous.etag
-                last_modified = last_modified or previous.last_modified
-        elif result.outcome == "failed":
-            etag = last_modified = None
-    changed = now if outcome.wrote else (previous.changed if previous else None)
     state.put(
-        Record(
+        next_record(
+            job.record,
             url=job.url,
             path=job.path,
-            etag=etag,
-            last_modified=last_modified,
-            size=info.size if info else None,
-            mtime_ns=info.mtime_ns if info else None,
-            sha256=(info.sha256 or None) if info else None,
             outcome=result.outcome,
             reason=result.reason,
-            checked=now,
-            changed=changed,
+            etag=outcome.etag,
+            last_modified=outcome.last_modified,
+            file=outcome.file,
+            wrote=outcome.wrote,
+            now=time.time(),
         )
     )

@@ -1,0 +1,199 @@
+"""One URL down the ladder: a :class:`Job` in, an :class:`Outcome` out, every failure isolated."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from .config import CompareConfig, Config
+from .errors import FetcherError
+from .http import Fetcher, Validators
+from .report import Result
+from .state import Record
+from .store import FileInfo, atomic_write, file_info, parse_http_date, read_file, safe_join
+
+if TYPE_CHECKING:  # numpy, scipy and Pillow are imported only when a download needs them
+    from collections.abc import Callable
+
+    from .compare import Comparison
+
+__all__ = ["CompareRunner", "Job", "Outcome", "run_job"]
+
+_T = TypeVar("_T")
+
+
+class CompareRunner(Protocol):
+    """Where rungs 4-7 run: e.g. :class:`fetcher.runner.CpuPool` (worker processes)."""
+
+    def run(self, fn: Callable[..., _T], *args: Any) -> _T: ...
+
+
+@dataclass(frozen=True)
+class Job:
+    """One URL to take down the ladder: plain values only, so a job can travel to a worker.
+
+    ``record`` is what the state knew of the URL. Where the job runs, its validators
+    are sent and its digest settles rung 3 (without reading the file) only if the file
+    on disk is still the one fetcher left (same path, size and mtime) and ``force`` is
+    off; the path checks and that ``stat`` happen there too, in parallel, not in the
+    thread that reads the list.
+    """
+
+    url: str
+    path: str
+    dest: str
+    line: int = 0
+    record: Record | None = None
+    force: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker sends back: the result, and what the state should remember."""
+
+    result: Result
+    etag: str | None = None
+    last_modified: str | None = None
+    file: FileInfo | None = None  # the file on disk after this job (None: none, or unknown)
+    wrote: bool = False
+    remember: bool = True  # False: refused before any request (its path); state untouched
+
+
+def _failed(job: Job, exc: FetcherError, started: float, status: int | None = None) -> Outcome:
+    return Outcome(
+        Result(
+            url=job.url,
+            path=job.path,
+            outcome="failed",
+            reason=exc.reason,
+            http_status=getattr(exc, "status", None) or status,
+            elapsed=time.monotonic() - started,
+            error=str(exc),
+            line=job.line,
+        )
+    )
+
+
+def run_job(
+    job: Job,
+    config: Config,
+    fetcher: Fetcher,
+    *,
+    compare_slots: threading.Semaphore | None = None,
+    processes: CompareRunner | None = None,
+) -> Outcome:
+    """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
+
+    Rungs 4-7 (decoding both images and the similarity) run in ``processes`` when
+    given, else in this thread under ``compare_slots``; the decode check of a new
+    file (``probe.verify``, a few milliseconds with the GIL released) always runs
+    here under ``compare_slots``. Every
+    :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its reason;
+    anything else is a bug and propagates.
+    """
+    started = time.monotonic()
+    status: int | None = None
+    try:
+        target = safe_join(Path(job.dest), job.path)
+        known = job.record
+        if known is not None and (
+            job.force or not known.describes(file_info(target), path=job.path)
+        ):
+            known = None
+    except FetcherError as exc:  # the path is refused: what the state knows stays as it is
+        return dataclasses.replace(_failed(job, exc, started), remember=False)
+    try:
+        validators = None
+        if known is not None and (known.etag or known.last_modified):
+            validators = Validators(etag=known.etag, last_modified=known.last_modified)
+        response = fetcher.fetch(job.url, validators)
+        status = response.status
+        base = Result(
+            url=job.url,
+            path=job.path,
+            outcome="unchanged",
+            reason="",
+            http_status=status,
+            line=job.line,
+        )
+
+        def done(result: Result, file: FileInfo | None = None, wrote: bool = False) -> Outcome:
+            result = dataclasses.replace(result, elapsed=time.monotonic() - started)
+            return Outcome(
+                result,
+                etag=response.etag,
+                last_modified=response.last_modified,
+                file=file,
+                wrote=wrote,
+            )
+
+        if response.not_modified:
+            return done(dataclasses.replace(base, reason="not-modified"))
+        body = response.body or b""
+        base = dataclasses.replace(base, bytes=len(body))
+        if known is not None and known.sha256 and hashlib.sha256(body).hexdigest() == known.sha256:
+            # Rung 3 settled by the digest recorded for the file on disk: no read needed.
+            return done(dataclasses.replace(base, reason="identical-bytes"))
+        old = read_file(target)
+        cfg = config.compare
+        if old is None:
+            # Rung 2: a new file must be a decodable image before it is written. The
+            # check is cheap (a JPEG is decoded at 1/8 scale) and Pillow releases the
+            # GIL while decoding, so it runs here rather than in a compare process.
+            with compare_slots or contextlib.nullcontext():
+                _decodes(body, cfg)
+            result = dataclasses.replace(base, outcome="new", reason="new")
+        elif old == body:
+            result = dataclasses.replace(base, reason="identical-bytes")
+        else:
+            if processes is not None:
+                verdict = processes.run(_compare, old, body, cfg)
+            else:
+                with compare_slots or contextlib.nullcontext():
+                    verdict = _compare(old, body, cfg)
+            result = dataclasses.replace(
+                base,
+                outcome="unchanged" if verdict.same else "changed",
+                reason=verdict.reason,
+                ssim=verdict.ssim,
+                nrmse=verdict.nrmse,
+                local_ssim=verdict.local_ssim,
+                local_shift=verdict.local_shift,
+                detail=verdict.detail,
+            )
+        if result.outcome == "unchanged":
+            stat = file_info(target)
+            info = None if stat is None else FileInfo(stat.size, stat.mtime_ns, _digest(old))
+            return done(result, info)
+        if job.dry_run:
+            return done(result)
+        mtime = None
+        if config.sync.remote_time and response.last_modified:
+            mtime = parse_http_date(response.last_modified)
+        return done(result, atomic_write(target, body, mtime=mtime), wrote=True)
+    except FetcherError as exc:
+        return _failed(job, exc, started, status)
+
+
+def _decodes(body: bytes, cfg: CompareConfig) -> None:
+    """Rung 2: raise DecodeError unless every frame of ``body`` decodes."""
+    from .probe import verify
+
+    verify(body, max_pixels=cfg.max_pixels, max_frames=cfg.max_frames)
+
+
+def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
+    from .compare import compare
+
+    return compare(old, new, cfg, threads=1)
+
+
+def _digest(data: bytes | None) -> str:
+    return "" if data is None else hashlib.sha256(data).hexdigest()

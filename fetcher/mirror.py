@@ -1,0 +1,176 @@
+"""The public entry points: :func:`sync` mirrors a whole list, :func:`sync_one` one URL."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import requests
+
+from .config import Config
+from .errors import StoreError, UrlError
+from .http import Fetcher
+from .ladder import Job, _failed, run_job
+from .paths import STATE_DIR
+from .report import Report, ReportWriter, Result
+from .runner import cluster_executor, run
+from .state import State
+from .store import DestinationLock, clean_stale_temporaries
+from .urllist import BadLine, Entry, read_entries, validate_url
+
+__all__ = ["sync", "sync_one"]
+
+STATE_FILE = "state.sqlite3"
+
+
+def sync_one(
+    url: str,
+    path: str | os.PathLike[str],
+    config: Config | None = None,
+    *,
+    session: requests.Session | None = None,
+    dry_run: bool = False,
+) -> Result:
+    """Bring one file in step with one URL; no state, no lock.
+
+    Parameters
+    ----------
+    url : str
+        An http(s) URL of an image.
+    path : path-like
+        The file to keep in step (its folder is created if missing).
+    config : Config, optional
+        Defaults when omitted.
+    session : requests.Session, optional
+        Your own session (cookies, auth, proxies, adapters); used as is and not closed.
+    dry_run : bool
+        Decide, but write nothing.
+
+    Returns
+    -------
+    Result
+        ``new``, ``changed``, ``unchanged`` or ``failed`` with its reason; failures
+        are results, not exceptions.
+    """
+    config = config or Config()
+    target = Path(path).absolute()
+    job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
+    with Fetcher(config.http, session=session, pool_size=1, per_host=1) as fetcher:
+        try:
+            validate_url(url)
+        except UrlError as exc:
+            return _failed(job, exc, time.monotonic()).result
+        return run_job(job, config, fetcher).result
+
+
+def _as_line(item: str | Entry | tuple[str, str | None]) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, Entry):
+        return f"{item.url} {item.path}"
+    url, rel = item
+    return f"{url} {rel}" if rel else url
+
+
+def _entries(
+    urls: Iterable[str | Entry | tuple[str, str | None]], layout: str
+) -> Iterator[Entry | BadLine]:
+    """Every item as a list line through the one parser (numbering, checks, duplicates)."""
+    return read_entries((_as_line(item) for item in urls), layout=layout)
+
+
+def sync(
+    urls: Iterable[str | Entry | tuple[str, str | None]],
+    dest: str | os.PathLike[str],
+    config: Config | None = None,
+    *,
+    session: requests.Session | None = None,
+    executor: cf.Executor | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    writer: ReportWriter | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    progress: bool = False,
+) -> Report:
+    """Mirror a URL list into ``dest``, writing only what changed.
+
+    Parameters
+    ----------
+    urls : iterable
+        List lines (``URL [PATH]``, comments and blanks allowed; e.g. an open
+        file), :class:`~fetcher.urls.Entry` objects, or ``(url, path)`` pairs.
+        Consumed lazily: a list of a million lines is never held whole.
+    dest : path-like
+        The destination folder (created if missing).
+    config : Config, optional
+        Defaults when omitted.
+    session : requests.Session, optional
+        Your own session, used by every worker and not closed.
+    executor : concurrent.futures.Executor, optional
+        Where jobs run; a thread pool of ``sync.workers`` by default, or a Dask
+        cluster when ``sync.scheduler`` is set. Given one (e.g. a ``distributed``
+        client's ``get_executor()``), jobs go to it in batches of one host through
+        :func:`run_batch`, which must pickle to where it runs; the destination must
+        be a path every worker shares. This call keeps the lock and the state.
+    dry_run : bool
+        Decide everything, write nothing (the state is not updated either).
+    force : bool
+        Ignore the stored validators: fetch every URL in full.
+    writer : ReportWriter, optional
+        Gets every result as it arrives (the JSON-lines report).
+    on_result : callable, optional
+        Called with every result in the coordinating thread.
+    progress : bool
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    Report
+        Counts per outcome and reason, the failures, bytes, time and exit status.
+
+    Raises
+    ------
+    ValueError
+        Both a session and an executor were given.
+    LockError
+        Another run holds the destination's lock.
+    StoreError, StateError
+        The destination or its state cannot be used.
+    """
+    config = config or Config()
+    dest_path = Path(dest).absolute()
+    try:
+        dest_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create destination {dest_path}: {exc.strerror or exc}") from None
+    if executor is not None and session is not None:
+        raise ValueError("a session cannot travel to an executor's workers: pass one or the other")
+    outcome_report = Report(dry_run=dry_run)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(DestinationLock(dest_path))
+        if executor is None and config.sync.scheduler:
+            executor = stack.enter_context(cluster_executor(config.sync.scheduler))
+        clean_stale_temporaries(dest_path)
+        state_path = (
+            Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
+        )
+        with State.open(state_path) as state:
+            run(
+                _entries(urls, config.sync.layout),
+                dest_path,
+                config,
+                state,
+                outcome_report,
+                session=session,
+                executor=executor,
+                dry_run=dry_run,
+                force=force,
+                writer=writer,
+                on_result=on_result,
+                progress=progress,
+            )
+    return outcome_report.finish()
