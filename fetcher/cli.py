@@ -103,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line and exit 2, never a traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _error(f"internal error: {type(exc).__name__}" + (f": {message}" if message else ""))
+        return EXIT_TROUBLE
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -176,9 +180,18 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                     return EXIT_TROUBLE
             writer = ReportWriter(stream)
 
+        hosts_down: set[str] = set()
+
         def show(result: Result) -> None:
-            if not result.ok:
+            if result.reason == "host-down":  # one line per host, not one per URL
+                host = str(result.error).partition(" is down")[0]
+                if host not in hosts_down:
+                    hosts_down.add(host)
+                    print(f"fetcher: {result.error}", file=sys.stderr)
+            elif not result.ok:
                 print(f"fetcher: {_failure_line(result)}", file=sys.stderr)
+                if args.verbose and result.traceback:
+                    print(result.traceback.rstrip(), file=sys.stderr)
             elif args.verbose:
                 extra = f" ({result.detail})" if result.detail else ""
                 print(f"{result.outcome:9} {result.reason:16} {result.path}{extra}", file=out)

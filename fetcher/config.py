@@ -34,7 +34,7 @@ class SyncConfig:
     """``[sync]``: how a run is organised."""
 
     workers: int = field(default=8, metadata={"check": _positive, "want": "a positive integer"})
-    per_host: int = field(default=4, metadata={"check": _positive, "want": "a positive integer"})
+    per_host: int = field(default=8, metadata={"check": _positive, "want": "a positive integer"})
     compare_workers: int = field(
         default=0,
         metadata={"check": _non_negative, "want": "0 (one per core) or a positive integer"},
@@ -74,6 +74,9 @@ class HttpConfig:
     )
     user_agent: str = "fetcher/0.1 (+https://pypi.org/project/fetcher/)"
     headers: Mapping[str, str] = field(default_factory=dict)
+    host_failures: int = field(
+        default=10, metadata={"check": _non_negative, "want": "an integer >= 0 (0: never)"}
+    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@
     │   ├── HTTPStatusError              reason "http-NNN"
     │   ├── FetchTimeoutError(TimeoutError)  reason "timeout" (per read) or "deadline" (whole download)
     │   ├── FetchConnectionError(ConnectionError)  reason "connection"
-    │   └── TooLargeError                reason "too-large": body over the byte cap
+    │   ├── TooLargeError                reason "too-large": body over the byte cap
+    │   └── HostDownError                reason "host-down": the host's circuit breaker is open
     ├── DecodeError(ValueError)          reason "not-an-image": bytes that are not a decodable image
     │   └── TooManyPixelsError           reason "too-many-pixels": over the pixel cap, refused before decoding
     ├── StoreError(OSError)              reason "io-error": reading or writing the destination
@@ -33,6 +34,7 @@ __all__ = [
     "FetchTimeoutError",
     "FetcherError",
     "HTTPStatusError",
+    "HostDownError",
     "LockError",
     "StateError",
     "StoreError",
@@ -80,6 +82,8 @@ class FetchError(FetcherError, OSError):
     """A download that failed after retries."""
 
     reason = "connection"
+    #: Set by the transport on a failure worth another try (refused, reset, timeout).
+    transient: bool = False
 
     def __init__(
         self,
@@ -120,6 +124,12 @@ class TooLargeError(FetchError):
     """The body is larger than the configured byte cap."""
 
     reason = "too-large"
+
+
+class HostDownError(FetchError):
+    """The host failed to connect or answer too many times in a row: its URLs fail at once."""
+
+    reason = "host-down"
 
 
 class DecodeError(FetcherError, ValueError):

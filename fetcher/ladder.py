@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -81,6 +82,24 @@ def _failed(job: Job, exc: FetcherError, started: float, status: int | None = No
     )
 
 
+def _internal(job: Job, exc: Exception, started: float) -> Outcome:
+    """A failure nobody planned for (a bug, a library error): reason ``internal``."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return Outcome(
+        Result(
+            url=job.url,
+            path=job.path,
+            outcome="failed",
+            reason="internal",
+            elapsed=time.monotonic() - started,
+            error=f"{type(exc).__name__}: {message}" if message else type(exc).__name__,
+            line=job.line,
+            traceback="".join(traceback.format_exception(exc)),
+        ),
+        remember=False,  # nothing is known: the state keeps what it had
+    )
+
+
 def run_job(
     job: Job,
     config: Config,
@@ -94,11 +113,26 @@ def run_job(
     Rungs 4-7 (decoding both images and the similarity) run in ``processes`` when
     given, else in this thread under ``compare_slots``; the decode check of a new
     file (``probe.verify``, a few milliseconds with the GIL released) always runs
-    here under ``compare_slots``. Every
-    :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its reason;
-    anything else is a bug and propagates.
+    here under ``compare_slots``. Never raises (but for KeyboardInterrupt and the like):
+    every :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its
+    reason, and any other exception a ``failed`` outcome with reason ``internal``
+    (its type and message in ``error``, its traceback in ``Result.traceback``).
     """
     started = time.monotonic()
+    try:
+        return _run_job(job, config, fetcher, compare_slots, processes, started)
+    except Exception as exc:  # one URL never stops a run
+        return _internal(job, exc, started)
+
+
+def _run_job(
+    job: Job,
+    config: Config,
+    fetcher: Fetcher,
+    compare_slots: threading.Semaphore | None,
+    processes: CompareRunner | None,
+    started: float,
+) -> Outcome:
     status: int | None = None
     try:
         target = safe_join(Path(job.dest), job.path)

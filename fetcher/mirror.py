@@ -8,19 +8,21 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import StoreError, UrlError
 from .http import Fetcher
-from .ladder import Job, _failed, run_job
+from .ladder import Job, _failed, _internal, run_job
 from .paths import STATE_DIR
 from .report import Report, ReportWriter, Result
 from .runner import cluster_executor, run
 from .state import State
 from .store import DestinationLock, clean_stale_temporaries
 from .urllist import BadLine, Entry, read_entries, validate_url
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["sync", "sync_one"]
 
@@ -56,15 +58,19 @@ def sync_one(
         ``new``, ``changed``, ``unchanged`` or ``failed`` with its reason; failures
         are results, not exceptions.
     """
+    started = time.monotonic()
     config = config or Config()
-    target = Path(path).absolute()
-    job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
-    with Fetcher(config.http, session=session, pool_size=1, per_host=1) as fetcher:
-        try:
-            validate_url(url)
-        except UrlError as exc:
-            return _failed(job, exc, time.monotonic()).result
-        return run_job(job, config, fetcher).result
+    job = Job(url=str(url), path=str(path), dest="", dry_run=dry_run)
+    try:
+        target = Path(path).absolute()
+        job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
+        validate_url(url)
+        with Fetcher(config.http, session=session, per_host=1) as fetcher:
+            return run_job(job, config, fetcher).result
+    except UrlError as exc:
+        return _failed(job, exc, started).result
+    except Exception as exc:  # one URL: its failure is a result, never an exception
+        return _internal(job, exc, started).result
 
 
 def _as_line(item: str | Entry | tuple[str, str | None]) -> str:

@@ -70,6 +70,8 @@ class Result:
         Why the comparison decided as it did (e.g. the metric that fell short).
     line : int
         Line of the URL list (0 when not from a list).
+    traceback : str or None
+        For reason ``internal`` only: the traceback (printed by ``-v``; not in the report).
     """
 
     url: str
@@ -86,6 +88,7 @@ class Result:
     error: str | None = None
     detail: str | None = None
     line: int = 0
+    traceback: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:

@@ -12,20 +12,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-
-import requests
 
 from .config import Config
 from .errors import ConfigError
 from .http import Fetcher
-from .ladder import Job, Outcome, run_job
+from .ladder import Job, Outcome, _internal, run_job
 from .report import Progress, Report, ReportWriter, Result
 from .state import State, next_record
 from .urllist import BadLine, Entry
 
-__all__ = ["BATCH", "CpuPool", "cluster_executor", "run", "run_batch"]
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["BATCH", "CompareCrashed", "CpuPool", "cluster_executor", "run", "run_batch"]
 
 #: Jobs per task sent to an outside executor (a Dask cluster): enough that the per-task
 #: overhead (milliseconds) stays small next to the downloads, few enough to spread the work.
@@ -34,13 +35,16 @@ BATCH = 16
 _T = TypeVar("_T")
 
 
-def _worker_start(parent: int) -> None:
-    """In a compare worker: ignore Ctrl-C, and exit as soon as the run's process is gone.
+def _worker_start() -> None:
+    """In a compare worker: ignore Ctrl-C and SIGTERM, and exit once the run's process is gone.
 
     A run killed with SIGKILL cannot stop its workers, and they would wait on their
-    task queue forever (each holds a copy of its write end): orphans that pile up.
+    task queue forever (each holds a copy of its write end): orphans that pile up. The
+    parent is the run (fork) or the forkserver, which ends with the run.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the run decides when its workers stop
+    parent = os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -57,26 +61,61 @@ class CpuPool:
     one core; processes give one compare per core. The workers are forked when the pool
     is made, before the run starts any thread of its own (``fork`` rather than
     ``spawn``: no re-import of the caller's ``__main__``, and a worker starts in
-    milliseconds); they ignore SIGINT (Ctrl-C reaches the whole process group, and an
-    interrupted run still finishes its in-flight compares), and as children of this
-    process their CPU time counts in its ``getrusage(RUSAGE_CHILDREN)``. A worker whose
-    run has died (SIGKILL) exits by itself within a quarter of a second.
+    milliseconds); they ignore SIGINT and SIGTERM (Ctrl-C reaches the whole process
+    group, and an interrupted run still finishes its in-flight compares), and as
+    children of this process their CPU time counts in its
+    ``getrusage(RUSAGE_CHILDREN)``. A worker whose run has died (SIGKILL) exits by
+    itself within a quarter of a second.
+
+    A worker that dies (a decoder crash, the OOM killer) breaks the pool: it is rebuilt
+    (from a forkserver, since the run has threads by then) and the compares that were
+    in flight are tried once more; a compare whose worker dies twice raises
+    :class:`CompareCrashed` (its URL fails as ``internal``).
     """
 
     def __init__(self, size: int) -> None:
-        context = multiprocessing.get_context("fork")
-        self._pool = cf.ProcessPoolExecutor(
-            size, mp_context=context, initializer=_worker_start, initargs=(os.getpid(),)
-        )
-        self._pool.submit(int).result()  # with fork, the first submit starts every worker
+        self._size = size
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._closed = False
+        self._pool = self._start("fork")
+
+    def _start(self, method: str) -> cf.ProcessPoolExecutor:
+        context = multiprocessing.get_context(method)
+        pool = cf.ProcessPoolExecutor(self._size, mp_context=context, initializer=_worker_start)
+        pool.submit(int).result()  # the first submit starts every worker
+        return pool
 
     def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(*args)`` in a worker process; its exception (e.g. DecodeError) is raised here."""
-        return self._pool.submit(fn, *args).result()
+        for _ in range(2):
+            with self._lock:
+                pool, generation = self._pool, self._generation
+            try:
+                return pool.submit(fn, *args).result()
+            except cf.process.BrokenProcessPool:
+                self._rebuild(generation)
+        raise CompareCrashed(
+            "the compare worker process died twice on this image (a decoder crash or the OOM"
+            " killer); the pool was rebuilt"
+        )
+
+    def _rebuild(self, generation: int) -> None:
+        with self._lock:
+            if self._generation != generation or self._closed:
+                return  # another thread rebuilt it already (or the run is ending)
+            broken = self._pool
+            methods = multiprocessing.get_all_start_methods()
+            self._pool = self._start("forkserver" if "forkserver" in methods else "spawn")
+            self._generation += 1
+        broken.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Stop the worker processes and wait for them."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            pool = self._pool
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 _FETCHERS: dict[str, Fetcher] = {}
@@ -89,9 +128,7 @@ def _worker_fetcher(config: Config) -> Fetcher:
     with _FETCHERS_LOCK:
         fetcher = _FETCHERS.get(key)
         if fetcher is None:
-            fetcher = Fetcher(
-                config.http, pool_size=config.sync.workers, per_host=config.sync.per_host
-            )
+            fetcher = Fetcher(config.http, per_host=config.sync.per_host)
             _FETCHERS[key] = fetcher
         return fetcher
 
@@ -217,6 +254,65 @@ class _HeldInterrupts:
                 self._saved[signum](signum, frame)  # e.g. raises KeyboardInterrupt
 
 
+class CompareCrashed(RuntimeError):
+    """A compare worker process died on the same image twice (a decoder crash, the OOM killer)."""
+
+
+class _Recorder:
+    """Records finished URLs in the report, the report file, the bar and the state.
+
+    Ctrl-C and SIGTERM are held while one URL is recorded (see :class:`_HeldInterrupts`),
+    so a URL is in both the report and the state, or in neither.
+    """
+
+    def __init__(
+        self,
+        state: State,
+        report: Report,
+        writer: ReportWriter | None,
+        on_result: Callable[[Result], None] | None,
+        *,
+        progress: bool,
+        dry_run: bool,
+    ) -> None:
+        self.state = state
+        self.report = report
+        self.writer = writer
+        self.on_result = on_result
+        self.dry_run = dry_run
+        self.bar = Progress(enabled=progress)
+        self.held = _HeldInterrupts()
+
+    def outcome(self, job: Job, outcome: Outcome) -> None:
+        if outcome.result.reason == "interrupted":
+            return  # cut short by the interrupt: neither decided nor recorded
+        with self.held.hold():
+            self.result(outcome.result)
+            if outcome.remember and not self.dry_run:
+                _remember(self.state, job, outcome)
+
+    def result(self, result: Result) -> None:
+        with self.held.hold():
+            self.report.add(result)
+            if self.writer is not None:
+                self.writer.write(result)
+            self.bar.update(result)
+            if self.on_result is not None:
+                self.on_result(result)
+
+    def bad_line(self, item: BadLine) -> None:
+        self.result(
+            Result(
+                url=(item.text.split() or [""])[0],  # what the line has for a URL
+                path="",
+                outcome="failed",
+                reason=item.error.reason,
+                error=str(item.error),
+                line=item.line,
+            )
+        )
+
+
 def run(
     entries: Iterable[Entry | BadLine],
     dest: Path,
@@ -232,123 +328,159 @@ def run(
     on_result: Callable[[Result], None] | None,
     progress: bool,
 ) -> None:
-    workers = config.sync.workers
-    cpus = config.sync.compare_workers or os.cpu_count() or 1
-    compare_slots = threading.BoundedSemaphore(cpus)
-    own_pool = executor is None
-    # With our own thread pool (downloads), compares go to processes, forked first,
-    # before this run starts any thread.
-    can_fork = "fork" in multiprocessing.get_all_start_methods()
-    use_processes = config.sync.processes and own_pool and cpus > 1 and can_fork
-    processes = CpuPool(cpus) if use_processes else None
-    bar = Progress(enabled=progress)
-    pool = executor or cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
-    # With an outside executor (a Dask cluster) jobs travel in batches of one host to
-    # run_batch, which builds its own Fetcher where it runs; this one is then unused.
-    fetcher = Fetcher(
-        config.http, session=session, pool_size=workers, per_host=config.sync.per_host
-    )
-    pending: set[cf.Future[Any]] = set()
-    jobs: dict[cf.Future[Any], list[Job]] = {}
-    limit = workers * 2
-    batches = _Batches(config.sync.per_host, size=BATCH)
+    """Take every entry down the ladder: locally (threads), or on ``executor`` in batches.
 
-    held = _HeldInterrupts()
-    dest_text = str(dest)
-
-    def finish(result: Result, job: Job | None, outcome: Outcome | None) -> None:
-        with held.hold():
-            report.add(result)
-            if writer is not None:
-                writer.write(result)
-            bar.update(result)
-            if on_result is not None:
-                on_result(result)
-            if job is not None and outcome is not None and outcome.remember and not dry_run:
-                _remember(state, job, outcome)
-
-    def drain(block: bool) -> None:
-        if not pending:
-            return
-        done, _ = cf.wait(pending, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
-        with held.hold():  # every finished job is recorded before an interrupt is raised
-            for future in done:
-                pending.discard(future)
-                batch = jobs.pop(future)
-                outcomes = future.result()  # a bug in a worker propagates here
-                if own_pool:
-                    outcomes = [outcomes]
-                else:
-                    batches.done(batch)
-                for job, outcome in zip(batch, outcomes, strict=True):
-                    finish(outcome.result, job, outcome)
-
-    def submit_batches(*, partial: bool) -> None:
-        for batch in batches.ready(partial=partial):
-            future = pool.submit(run_batch, batch, config)
-            pending.add(future)
-            jobs[future] = batch
-
-    held.install()
+    An interrupt (Ctrl-C, or SIGTERM turned into one by the CLI) marks the report
+    interrupted; what finished is recorded in the report and the state before it returns.
+    """
+    recorder = _Recorder(state, report, writer, on_result, progress=progress, dry_run=dry_run)
+    recorder.held.install()
     try:
-        for item in entries:
-            if isinstance(item, BadLine):
-                finish(
-                    Result(
-                        url=(item.text.split() or [""])[0],  # what the line has for a URL
-                        path="",
-                        outcome="failed",
-                        reason=item.error.reason,
-                        error=str(item.error),
-                        line=item.line,
-                    ),
-                    None,
-                    None,
-                )
-                continue
-            job = _job(item, dest_text, state, force=force, dry_run=dry_run)
-            if not own_pool:
-                batches.add(job)
-                submit_batches(partial=False)
-                while len(pending) >= limit or batches.held > limit * BATCH:
-                    if not pending:  # many hosts, none with a full batch
-                        submit_batches(partial=True)
-                        continue
-                    drain(block=True)
-                    submit_batches(partial=False)
-                continue
-            future = pool.submit(
-                run_job, job, config, fetcher, compare_slots=compare_slots, processes=processes
-            )
-            pending.add(future)
-            jobs[future] = [job]
-            while len(pending) >= limit:
-                drain(block=True)
-        submit_batches(partial=True)
-        while pending:
-            drain(block=True)
-            submit_batches(partial=True)
+        jobs = _jobs(entries, str(dest), state, recorder, force=force, dry_run=dry_run)
+        if executor is None:
+            _run_local(jobs, config, recorder, session=session)
+        else:
+            _run_cluster(jobs, config, recorder, executor)
     except KeyboardInterrupt:
         report.interrupted = True
-        for future in pending:
-            future.cancel()
-        # in-flight jobs finish their atomic writes; record what they did
-        for future in list(pending):
-            if future.cancelled():
-                pending.discard(future)
-                jobs.pop(future, None)
-        with contextlib.suppress(KeyboardInterrupt):
-            while pending:
-                drain(block=True)
     finally:
-        held.uninstall()
-        bar.close()
+        recorder.held.uninstall()
+        recorder.bar.close()
         state.flush()
+
+
+def _jobs(
+    entries: Iterable[Entry | BadLine],
+    dest: str,
+    state: State,
+    recorder: _Recorder,
+    *,
+    force: bool,
+    dry_run: bool,
+) -> Iterator[Job]:
+    """The job of every usable entry; a bad line is recorded as failed on the way."""
+    for item in entries:
+        if isinstance(item, BadLine):
+            recorder.bad_line(item)
+        else:
+            yield _job(item, dest, state, force=force, dry_run=dry_run)
+
+
+def _run_local(
+    jobs: Iterator[Job], config: Config, recorder: _Recorder, *, session: requests.Session | None
+) -> None:
+    """Threads download (each its own libcurl handle), forked processes compare.
+
+    On an interrupt the fetcher is cancelled: transfers in flight end at once (their
+    URLs are not recorded), writes and compares in flight finish and are recorded.
+    """
+    workers = config.sync.workers
+    cpus = config.sync.compare_workers or os.cpu_count() or 1
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    # forked first, before this run starts any thread of its own
+    processes = CpuPool(cpus) if config.sync.processes and cpus > 1 and can_fork else None
+    slots = threading.BoundedSemaphore(cpus)
+    fetcher = Fetcher(config.http, session=session, per_host=config.sync.per_host)
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetcher")
+    pending: dict[cf.Future[Outcome], Job] = {}
+    try:
+        try:
+            for job in jobs:
+                future = pool.submit(
+                    run_job, job, config, fetcher, compare_slots=slots, processes=processes
+                )
+                pending[future] = job
+                while len(pending) >= 2 * workers:
+                    _drain(pending, recorder)
+            while pending:
+                _drain(pending, recorder)
+        except KeyboardInterrupt:
+            fetcher.cancel()
+            for future in pending:
+                future.cancel()
+            with contextlib.suppress(KeyboardInterrupt):
+                while pending:
+                    _drain(pending, recorder)
+            raise
+    finally:
+        fetcher.cancel()  # nothing is left to fetch; a lingering wait ends now
+        pool.shutdown(wait=True, cancel_futures=True)
         fetcher.close()
-        if own_pool:
-            pool.shutdown(wait=True, cancel_futures=True)
         if processes is not None:
             processes.close()
+
+
+def _drain(pending: dict[cf.Future[Outcome], Job], recorder: _Recorder) -> None:
+    """Wait for at least one job to finish; record every finished one."""
+    done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+    with recorder.held.hold():  # every finished job is recorded before an interrupt is raised
+        for future in done:
+            job = pending.pop(future)
+            if future.cancelled():
+                continue
+            recorder.outcome(job, _outcome(future, job))
+
+
+def _outcome(future: cf.Future[Outcome], job: Job) -> Outcome:
+    try:
+        return future.result()
+    except Exception as exc:  # run_job isolates failures; this is a last line of defence
+        return _internal(job, exc, time.monotonic())
+
+
+def _run_cluster(
+    jobs: Iterator[Job], config: Config, recorder: _Recorder, executor: cf.Executor
+) -> None:
+    """Batches of one host go to ``executor`` (:func:`run_batch`); this process records.
+
+    On an interrupt, batches not finished are cancelled and not waited for (a batch
+    running on a worker finishes its atomic writes there; the next run sees its files).
+    """
+    limit = config.sync.workers * 2
+    batches = _Batches(config.sync.per_host, size=BATCH)
+    pending: dict[cf.Future[list[Outcome]], list[Job]] = {}
+
+    def submit(*, partial: bool) -> None:
+        for batch in batches.ready(partial=partial):
+            pending[executor.submit(run_batch, batch, config)] = batch
+
+    def drain(*, block: bool = True) -> None:
+        done, _ = cf.wait(pending, timeout=None if block else 0, return_when=cf.FIRST_COMPLETED)
+        with recorder.held.hold():
+            for future in done:
+                batch = pending.pop(future)
+                batches.done(batch)
+                if not future.cancelled():
+                    for job, outcome in zip(batch, _outcomes(future, batch), strict=True):
+                        recorder.outcome(job, outcome)
+
+    try:
+        for job in jobs:
+            batches.add(job)
+            submit(partial=False)
+            while len(pending) >= limit or batches.held > limit * BATCH:
+                if not pending:  # many hosts, none with a full batch
+                    submit(partial=True)
+                    continue
+                drain()
+                submit(partial=False)
+        submit(partial=True)
+        while pending:
+            drain()
+            submit(partial=True)
+    except KeyboardInterrupt:
+        with contextlib.suppress(KeyboardInterrupt):
+            drain(block=False)  # what has finished already is recorded
+        for future in pending:
+            future.cancel()
+        raise
+
+
+def _outcomes(future: cf.Future[list[Outcome]], batch: list[Job]) -> list[Outcome]:
+    try:
+        return future.result()
+    except Exception as exc:  # the task itself failed (e.g. its worker was lost for good)
+        return [_internal(job, exc, time.monotonic()) for job in batch]
 
 
 class _Batches:

@@ -88,11 +88,17 @@ def validate_url(url: str) -> str:
             ipaddress.IPv6Address(host.partition("%")[0])
         except ValueError:
             raise UrlError(f"URL {_short(url)} has a malformed IPv6 host") from None
-    elif not _HOST_CHARS.fullmatch(host) or not host.strip("."):
+    elif not _HOST_CHARS.fullmatch(host) or not _labels_ok(host):
         raise UrlError(f"URL {_short(url)} has a malformed host {_short(host, 60)}")
     if port == 0:
         raise UrlError(f"URL {_short(url)} has port 0")
     return url
+
+
+def _labels_ok(host: str) -> bool:
+    """DNS rules: no empty label (``a..b``), none over 63 characters, 253 in all."""
+    labels = host.removesuffix(".").split(".")
+    return len(host) <= 253 and all(0 < len(label) <= 63 for label in labels)
 
 
 def parse_line(text: str, line: int = 0, *, layout: str = "host/path") -> Entry | None:

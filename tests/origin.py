@@ -16,7 +16,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["FAULT_KINDS", "Origin", "RequestRecord"]
+__all__ = ["FAULT_KINDS", "Origin", "RequestRecord", "closed_port"]
 
 FAULT_KINDS = frozenset(
     {
@@ -26,13 +26,25 @@ FAULT_KINDS = frozenset(
         "html200",
         "huge-length",
         "trickle",
+        "header-trickle",
         "reset",
         "gzip-bomb",
         "redirect",
+        "raw-location",
+        "negative-chunk",
+        "raw-headers",
         "ignore-conditional",
         "stall",
     }
 )
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening on it (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
 
 _HTML_ERROR = (
     b"<!DOCTYPE html><html><head><title>Error</title></head>"
@@ -208,13 +220,20 @@ class Origin:
 
         Kinds and their options:
 
-        - ``status``: ``code`` (default 503), with a short text body.
+        - ``status``: ``code`` (default 503), with a short text body (or ``body``).
         - ``retry-after``: ``code`` 429 (default) or 503, ``value`` (default ``"2"``):
           delta-seconds or an HTTP-date, sent verbatim.
         - ``truncate``: half the body with the full Content-Length, then close.
         - ``html200``: an HTML error page with status 200.
         - ``huge-length``: Content-Length 10**10 (``length``), a few bytes, then close.
         - ``trickle``: the body one byte every ``interval`` s (default 1.0).
+        - ``header-trickle``: the status line and headers one byte every ``interval`` s
+          (default 1.0), then the body.
+        - ``raw-location``: status ``code`` (302) with ``location`` (a str) written as raw
+          UTF-8 bytes, as some servers do.
+        - ``negative-chunk``: a chunked 200 whose first chunk size is ``-5``.
+        - ``raw-headers``: status 200 and ``headers``, a list of ``(name, bytes)`` written
+          as raw bytes, then ``body`` (default the published body).
         - ``reset``: close the socket abruptly (SO_LINGER 0 sends RST).
         - ``gzip-bomb``: Content-Encoding gzip, ``size`` decoded bytes (default 64 MiB).
         - ``redirect``: ``location`` (default: the path itself, a loop), ``code`` (302).
@@ -423,7 +442,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body: bytes = opts.get("body", pub.body if pub is not None else b"x" * 64)
         if kind == "status":
             code = int(opts.get("code", 503))
-            self._plain(code, f"{code} {self.responses.get(code, ('',))[0]}\n".encode(), head=head)
+            text = f"{code} {self.responses.get(code, ('',))[0]}\n".encode()
+            self._plain(code, opts.get("body", text), head=head)
         elif kind == "retry-after":
             code = int(opts.get("code", 429))
             self._plain(code, b"slow down\n", head=head, Retry_After=str(opts.get("value", "2")))
@@ -440,6 +460,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._entity_headers(pub)
             length = int(opts.get("length", 10**10)) if kind == "huge-length" else len(body)
             self.send_header("Content-Length", str(length))
+            self.send_header("Connection", "close")  # as servers do that close after
             self.end_headers()
             if head:
                 return True
@@ -454,6 +475,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(body[: len(body) // 2] if kind == "truncate" else body[:16])
                 self.wfile.flush()
             self.close_connection = True
+        elif kind in ("header-trickle", "raw-location", "negative-chunk", "raw-headers"):
+            self._raw_fault(kind, opts, body, head=head)
         elif kind == "reset":
             self._abort()
         elif kind == "gzip-bomb":
@@ -476,6 +499,45 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return True
             return False
         return True
+
+    def _raw_fault(self, kind: str, opts: dict[str, Any], body: bytes, *, head: bool) -> None:
+        """Faults written as raw bytes (http.server would encode headers as Latin-1)."""
+        self._record.status = int(opts.get("code", 302 if kind == "raw-location" else 200))
+        self.close_connection = True
+        if kind == "raw-location":
+            location = str(opts.get("location", "/")).encode("utf-8")
+            head_bytes = b"HTTP/1.1 %d Found\r\nLocation: %s\r\n" % (self._record.status, location)
+            head_bytes += b"Content-Length: 0\r\n\r\n"
+            self.wfile.write(head_bytes)
+            return
+        if kind == "negative-chunk":
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"
+            )
+            return
+        if kind == "raw-headers":
+            lines = b"".join(
+                name.encode("ascii") + b": " + value + b"\r\n" for name, value in opts["headers"]
+            )
+            self.wfile.write(
+                b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n" % (lines, len(body))
+            )
+            if not head:
+                self.wfile.write(body)
+            return
+        head_bytes = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Padding: slow\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        interval = float(opts.get("interval", 1.0))
+        for i in range(len(head_bytes)):
+            self.wfile.write(head_bytes[i : i + 1])
+            self.wfile.flush()
+            if self._wait(interval):
+                return
+        if not head:
+            self.wfile.write(body)
 
 
 def _weak(tag: str) -> str:

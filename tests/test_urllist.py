@@ -26,6 +26,8 @@ from fetcher.urllist import BadLine, Entry, parse_line, read_entries, validate_u
         "http://[2001:db8::1]/x",
         "http://bücher.de/x",
         "http://h/a|b{c}.jpg",
+        "http://example.com./a.jpg",
+        "http://" + "a" * 63 + ".example/x.png",
     ],
 )
 def test_validate_url_accepts(url: str) -> None:
@@ -53,6 +55,9 @@ def test_validate_url_accepts(url: str) -> None:
         ("http://[zz::1]/a", "IPv6"),
         ("http://a<b>/x", "host"),
         ("http://.../x", "host"),
+        ("http://a..b/x.png", "malformed host"),
+        ("http://" + "a" * 64 + ".example/x.png", "malformed host"),
+        ("http://" + "a." * 127 + "bc/x.png", "malformed host"),
     ],
 )
 def test_validate_url_refuses(url: str, cause: str) -> None:
