@@ -1,55 +1,58 @@
-"""Benchmark ``fetcher sync`` against ``wget -N -x -i LIST`` on a loopback origin.
+"""Benchmark ``fetcher sync`` against ``wget -N`` and ``curl --parallel`` on a loopback origin.
 
 Usage::
 
-    python benchmarks/bench_sync.py [-n 300] [--size 1280x960] [--rss-lines 100000]
-                                    [--rss-base 1000] [--wget PATH] [--strict]
+    python benchmarks/bench_sync.py [-n 300] [--size 1280x960] [--refresh-lines 1000]
+                                    [--rtt MS] [--origin auto|nginx|python]
+                                    [--rss-lines 0] [--rss-base 1000]
+                                    [--wget PATH] [--curl PATH] [--strict]
 
-Starts an HTTP/1.1 origin on 127.0.0.1 (in this process, keep-alive, ``ETag`` and
-``Last-Modified`` on every answer, ``304`` to ``If-None-Match`` and, when no
-``If-None-Match`` is sent, to ``If-Modified-Since``; GET and HEAD) serving N generated
-photographs (``fetcher.demo.sample_image``, JPEG quality 90), then runs, each as a
-child process on the same URL list:
+The origin is nginx when it is installed (``apt-get install nginx-light``; ETag and
+Last-Modified from the files, 304 to ``If-None-Match`` and ``If-Modified-Since``,
+keep-alive), else an HTTP/1.1 server in this process (same validators, TCP_NODELAY), and
+the first line says which. With ``--rtt MS`` a delay proxy in a process of its own sits in
+front of the origin: every chunk of bytes is held ``MS / 2`` in each direction, and a new
+connection waits one ``MS`` before its first byte is passed on (the handshake).
 
-(0) fetcher alone on an empty list: its fixed cost per run (interpreter, imports,
-    lock, state, workers), the floor under every other row;
-(a) the first sync into an empty folder: ``python -m fetcher sync LIST --dest D
-    --no-progress -q`` and ``wget -q -N -x -i LIST -P D2``;
-(b) a refresh with nothing changed, both tools again;
-(c) fetcher alone after the origin re-encoded every image (JPEG quality 85, new ETag
-    and Last-Modified: every URL is downloaded and goes through the similarity rung);
-(d) fetcher alone after the origin changed every tenth image visibly (a box and a
-    caption; the rest answer 304);
-(e) fetcher's peak RSS on a list of ``--rss-lines`` URLs against one of ``--rss-base``
-    URLs. Those URLs (``/tiny/K/I.png``) all serve the same 16x16 PNG of 100-odd bytes:
-    every line still costs a parsed entry, a path claim, a request, a decode, a file
-    and a state record, while the origin stays cheap enough for 100 000 lines. Both
-    lists are synced twice (first sync, then the 304 refresh) and both runs count.
+Rows, each a child process on the same URL list (N generated photographs, JPEG q90):
 
-Each child is started through a small wrapper interpreter that forks, execs and
-waits for it (``os.wait4``): wall time from fork to exit, CPU time (user + system) and peak RSS
-from the ``getrusage`` figures of that one child, not the running maximum of
-``RUSAGE_CHILDREN`` over every child so far. (Linux counts the size a process had just
-before ``exec`` in its peak RSS, so the wrapper's size at fork is a floor; it is
-measured with ``true`` and printed.) The origin runs in this process, so its CPU is in
-no child's figures (it serves both tools alike).
+(0) fetcher alone on an empty list: its fixed cost per run (interpreter, imports, lock,
+    state), the floor under every other row;
+(a) the first sync into an empty folder: ``fetcher sync LIST --dest D --no-progress -q``,
+    ``wget -q -N -x -i LIST -P D2`` and ``curl --parallel --parallel-max 8 -R -o FILE ...``
+    (one output per URL, from a config file);
+(b) a refresh with nothing changed, all three again (curl with ``-z FILE`` per URL);
+(r) a refresh of ``--refresh-lines`` URLs with nothing changed (small PNGs, synced once
+    first), all three (not with ``--rtt``);
+(c) fetcher alone after the origin re-encoded every photograph (JPEG q85, new validators:
+    every URL is downloaded and goes through the similarity rung) (not with ``--rtt``);
+(d) fetcher alone after every tenth photograph changed visibly (not with ``--rtt``);
+(e) with ``--rss-lines N``: fetcher's peak RSS on an N-line list of small PNGs against a
+    ``--rss-base``-line one, first sync and refresh.
 
-Checks (exit 1 if one fails): after (a) both folders hold the origin's exact bytes;
-after (b) fetcher downloaded no body; after (c) no file changed on disk (every
-re-encode judged similar); after (d) exactly the edited tenth was rewritten. Targets
-(from issue 5, ratios from this one run) are printed PASS or MISS; ``--strict`` makes
-a MISS exit 1 too. wget is not installed by this benchmark: when it is missing its
-rows and the ratios against it are skipped and the table says so.
+Each child is started through a small wrapper interpreter that forks, execs and waits for
+it (``os.wait4``): wall time from fork to exit, CPU time (user + system) and peak RSS of
+that one child and the children it waited for. CPU per URL is that CPU over the row's URLs.
+The origin and the proxy are not in any child's figures.
+
+Checks (exit 1 if one fails): after (a) every folder holds the origin's exact bytes; after
+(b) fetcher downloaded no body; after (c) no file changed on disk; after (d) exactly the
+edited tenth was rewritten. Targets (issue 11; ratios of wall times from this one run) are
+printed PASS or MISS; ``--strict`` makes a MISS exit 1 too. wget and curl are not
+installed by this benchmark: a tool that is missing has its rows and ratios skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures as cf
+import contextlib
 import hashlib
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +62,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image, ImageDraw
 
@@ -113,16 +116,16 @@ def _not_modified(headers: Any, item: Item) -> bool:
     return item.modified <= since
 
 
-class Origin:
+class PythonOrigin:
     """A keep-alive HTTP/1.1 server on 127.0.0.1 with validators and 304s, GET and HEAD.
 
-    ``/tiny/...`` paths all serve the one ``tiny`` item; other paths what was published.
     ``counts`` tallies answers by method and status (e.g. ``"GET 200"``).
     """
 
-    def __init__(self, tiny: Item) -> None:
+    name = "Python http.server origin (nginx not used)"
+
+    def __init__(self, work: Path) -> None:
         self.files: dict[str, Item] = {}
-        self.tiny = tiny
         self.counts: dict[str, int] = {}
         self._lock = threading.Lock()
         origin = self
@@ -142,7 +145,7 @@ class Origin:
 
             def _answer(self, *, with_body: bool) -> None:
                 path = self.path.split("?", 1)[0]
-                item = origin.tiny if path.startswith("/tiny/") else origin.files.get(path)
+                item = origin.files.get(path)
                 if item is None:
                     status = 404
                     self.send_response(404)
@@ -180,7 +183,7 @@ class Origin:
         self._server = Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> Origin:
+    def __enter__(self) -> PythonOrigin:
         self._thread.start()
         return self
 
@@ -188,15 +191,189 @@ class Origin:
         self._server.shutdown()
         self._server.server_close()
 
-    def url(self, path: str) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}{path}"
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def publish(self, path: str, body: bytes, when: float) -> None:
+        self.files[path] = make_item(body, when)
 
     def take_counts(self) -> dict[str, int]:
         """The answers since the last call, then start counting afresh."""
         with self._lock:
             counts, self.counts = self.counts, {}
         return counts
+
+
+_NGINX_CONF = """daemon off;
+worker_processes 1;
+error_log {work}/nginx-error.log;
+pid {work}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    log_format counts '$request_method $status';
+    access_log {work}/nginx-access.log counts;
+    client_body_temp_path {work}/nginx-tmp; proxy_temp_path {work}/nginx-tmp;
+    fastcgi_temp_path {work}/nginx-tmp; uwsgi_temp_path {work}/nginx-tmp;
+    scgi_temp_path {work}/nginx-tmp;
+    types {{ image/jpeg jpg; image/png png; }}
+    sendfile on; tcp_nopush on; tcp_nodelay on;
+    keepalive_timeout 65; keepalive_requests 100000;
+    server {{ listen 127.0.0.1:{port}; root {work}/www; etag on; }}
+}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class NginxOrigin:
+    """nginx serving files under WORK/www: ETag and Last-Modified from each file, 304s."""
+
+    def __init__(self, work: Path, nginx: str) -> None:
+        self.work = work
+        self.nginx = nginx
+        self.port = _free_port()
+        self.name = f"nginx ({nginx})"
+        self._log = work / "nginx-access.log"
+        self._offset = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> NginxOrigin:
+        shutil.rmtree(self.work / "www", ignore_errors=True)
+        (self.work / "www").mkdir(parents=True)
+        for folder in (self.work.parent, self.work, self.work / "www"):
+            folder.chmod(0o755)  # nginx's workers run as another user (nobody)
+        (self.work / "nginx-tmp").mkdir(exist_ok=True)
+        conf = self.work / "nginx.conf"
+        conf.write_text(_NGINX_CONF.format(work=self.work, port=self.port))
+        self._log.write_bytes(b"")
+        self._proc = subprocess.Popen(
+            [self.nginx, "-c", str(conf), "-p", str(self.work)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_listening(self.port)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+
+    def publish(self, path: str, body: bytes, when: float) -> None:
+        target = self.work / "www" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+        os.utime(target, (when, when))
+
+    def take_counts(self) -> dict[str, int]:
+        with self._log.open("rb") as log:
+            log.seek(self._offset)
+            data = log.read()
+        self._offset += len(data)
+        counts: dict[str, int] = {}
+        for line in data.decode().splitlines():
+            counts[line] = counts.get(line, 0) + 1
+        return counts
+
+
+# -- the delay proxy ---------------------------------------------------------------------------
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Pass bytes on, each chunk ``delay`` seconds after it arrived, in order."""
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    async def send() -> None:
+        while True:
+            due, data = await queue.get()
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    sender = asyncio.create_task(send())
+    try:
+        while True:
+            data = await reader.read(65536)
+            queue.put_nowait((loop.time() + delay, data))
+            if not data:
+                break
+        await sender
+    except (ConnectionError, OSError):
+        sender.cancel()
+        writer.close()
+
+
+def serve_proxy(upstream: int, rtt_ms: float) -> None:
+    """Run the delay proxy (in its own process) until killed; print its port first."""
+    half = rtt_ms / 2000
+
+    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(2 * half)  # the handshake's round trip
+        try:
+            up_r, up_w = await asyncio.open_connection("127.0.0.1", upstream)
+        except OSError:
+            client_w.close()
+            return
+        up_w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client_w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await asyncio.gather(_pipe(client_r, up_w, half), _pipe(up_r, client_w, half))
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=256)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class DelayProxy:
+    """``serve_proxy`` in a child process, in front of ``upstream``."""
+
+    def __init__(self, upstream: int, rtt_ms: float) -> None:
+        self._cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve-proxy",
+            str(upstream),
+            "--rtt",
+            str(rtt_ms),
+        ]
+        self._proc: subprocess.Popen[str] | None = None
+        self.port = 0
+
+    def __enter__(self) -> DelayProxy:
+        self._proc = subprocess.Popen(self._cmd, stdout=subprocess.PIPE, text=True)
+        assert self._proc.stdout is not None
+        self.port = int(self._proc.stdout.readline())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(10)
 
 
 # -- the pictures ------------------------------------------------------------------------------
@@ -277,6 +454,15 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+class Origin(Protocol):
+    name: str
+    port: int
+
+    def publish(self, path: str, body: bytes, when: float) -> None: ...
+
+    def take_counts(self) -> dict[str, int]: ...
+
+
 def measure(label: str, tool: str, cmd: list[str], origin: Origin, images: int, log: Path) -> Run:
     """Run ``cmd`` to completion: its wall time, and CPU and peak RSS of it alone."""
     env = dict(os.environ)
@@ -316,7 +502,14 @@ def measure(label: str, tool: str, cmd: list[str], origin: Origin, images: int, 
     )
 
 
+FETCHER_ARGS: list[str] = []  # --fetcher-arg: extra arguments for every fetcher run
+
+
 def fetcher_cmd(url_list: Path, dest: Path) -> list[str]:
+    return [*_fetcher_cmd(url_list, dest), *FETCHER_ARGS]
+
+
+def _fetcher_cmd(url_list: Path, dest: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -332,6 +525,19 @@ def fetcher_cmd(url_list: Path, dest: Path) -> list[str]:
 
 def wget_cmd(wget: str, url_list: Path, dest: Path) -> list[str]:
     return [wget, "-q", "-N", "-x", "-i", str(url_list), "-P", str(dest)]
+
+
+def curl_cmd(curl: str, urls: list[str], dest: Path, config: Path, *, refresh: bool) -> list[str]:
+    """``curl --parallel --parallel-max 8``, one output per URL (``-z FILE`` on a refresh)."""
+    blocks = []
+    for url in urls:
+        out = dest / url.split("://", 1)[1].replace(":", "_")
+        block = f'url = "{url}"\noutput = "{out}"\ncreate-dirs\nremote-time\n'
+        if refresh:
+            block += f'time-cond = "{out}"\n'
+        blocks.append(block)
+    config.write_text("next\n".join(blocks))
+    return [curl, "--parallel", "--parallel-max", "8", "-s", "-K", str(config)]
 
 
 def contents(folder: Path) -> dict[str, str]:
@@ -356,14 +562,16 @@ def _served(counts: dict[str, int]) -> str:
 
 def table(runs: list[Run]) -> str:
     head = (
-        f"{'scenario':30} {'tool':8} {'images':>7} {'wall s':>8} {'CPU s':>7} "
-        f"{'CPU/wall':>8} {'img/s':>8} {'peak RSS':>10}  origin answered"
+        f"{'scenario':32} {'tool':8} {'URLs':>6} {'wall s':>7} {'CPU s':>6} {'CPU/URL':>9} "
+        f"{'CPU/wall':>8} {'URL/s':>6} {'peak RSS':>10}  origin answered"
     )
     lines = [head, "-" * len(head)]
     for r in runs:
+        per = f"{r.cpu / r.images * 1000:6.2f} ms" if r.images else "      -  "
+        rate = f"{r.images / r.wall:6.0f}" if r.images else "     -"
         lines.append(
-            f"{r.label:30} {r.tool:8} {r.images:7d} {r.wall:8.2f} {r.cpu:7.2f} {r.load:8.2f} "
-            f"{r.images / r.wall:8.0f} {r.rss_mib:7.1f} MiB  {_served(r.served)}"
+            f"{r.label:32} {r.tool:8} {r.images:6d} {r.wall:7.2f} {r.cpu:6.2f} {per:>9} "
+            f"{r.load:8.2f} {rate} {r.rss_mib:7.1f} MiB  {_served(r.served)}"
         )
     return "\n".join(lines)
 
@@ -380,36 +588,138 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
+def _tool(name: str, label: str) -> str | None:
+    path = shutil.which(name)
+    if path is None:
+        print(
+            f"{label} ({name}) not found: its rows and the ratios against it are skipped"
+            " (this benchmark installs nothing)"
+        )
+        return None
+    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    print(f"comparing with {path}: {version.splitlines()[0] if version else '?'}")
+    return path
+
+
+def _origin(kind: str, work: Path) -> Origin:
+    nginx = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None
+    )
+    if kind == "nginx" and nginx is None:
+        raise SystemExit("bench_sync: --origin nginx, but nginx is not installed")
+    if kind != "python" and nginx is not None:
+        return NginxOrigin(work / "nginx", nginx)
+    if kind == "auto":
+        print("nginx not found (apt-get install nginx-light): falling back to the Python origin")
+    return PythonOrigin(work)
+
+
+class Bench:
+    """The work folder, the tools, the origin (behind the proxy with --rtt) and the rows."""
+
+    def __init__(self, args: argparse.Namespace, work: Path, origin: Origin, port: int) -> None:
+        self.args = args
+        self.work = work
+        self.origin = origin
+        self.port = port
+        self.log = work / "children.log"
+        self.runs: list[Run] = []
+        self.failures: list[str] = []
+        self.wget = args.wget_path
+        self.curl = args.curl_path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def check(self, ok: bool, what: str) -> None:
+        if not ok:
+            self.failures.append(what)
+
+    def row(self, label: str, tool: str, cmd: list[str], urls: int) -> Run:
+        run = measure(label, tool, cmd, self.origin, urls, self.log)
+        self.check(run.status == 0, f"{label}: {tool} exited {run.status} (see {self.log})")
+        self.runs.append(run)
+        return run
+
+    def all_tools(self, label: str, paths: list[str], name: str, *, refresh: bool) -> None:
+        """fetcher, wget and curl on the same URLs, each into its own folder."""
+        listing = self.work / f"{name}.txt"
+        urls = [self.url(p) for p in paths]
+        listing.write_text("".join(u + "\n" for u in urls))
+        self.row(label, "fetcher", fetcher_cmd(listing, self.work / f"{name}-fetcher"), len(urls))
+        if self.wget:
+            self.row(
+                label, "wget", wget_cmd(self.wget, listing, self.work / f"{name}-wget"), len(urls)
+            )
+        if self.curl:
+            cmd = curl_cmd(
+                self.curl,
+                urls,
+                self.work / f"{name}-curl",
+                self.work / f"{name}.curlrc",
+                refresh=refresh,
+            )
+            self.row(label, "curl", cmd, len(urls))
+
+    def folders_hold(self, name: str, bodies: dict[str, bytes], label: str) -> None:
+        want = digests(bodies)
+        for tool in ("fetcher", "wget", "curl"):
+            folder = self.work / f"{name}-{tool}"
+            if folder.exists():
+                self.check(contents(folder) == want, f"{label}: {tool}'s folder != the origin")
+
+    def by(self, prefix: str, tool: str) -> Run | None:
+        return next((r for r in self.runs if r.label.startswith(prefix) and r.tool == tool), None)
+
+
+def _ratio_line(bench: Bench, key: str, other: str, limit: float, what: str) -> bool | None:
+    mine, theirs = bench.by(key, "fetcher"), bench.by(key, other)
+    if mine is None or theirs is None:
+        print(f"  {what:34} fetcher/{other} <= {limit:.1f}x   skipped (no {other})")
+        return None
+    ratio = mine.wall / theirs.wall
+    print(f"  {what:34} fetcher/{other} <= {limit:.1f}x   {ratio:5.2f}x  {verdict(ratio <= limit)}")
+    return ratio <= limit
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="photographs served (default 300)")
     parser.add_argument("--size", type=parse_size, default=(1280, 960), help="WxH of each")
-    parser.add_argument("--rss-lines", type=int, default=100_000, help="the long list (e)")
-    parser.add_argument("--rss-base", type=int, default=1_000, help="the short list (e)")
+    parser.add_argument("--refresh-lines", type=int, default=1000, help="URLs of row (r)")
+    parser.add_argument("--rtt", type=float, default=0.0, metavar="MS", help="delay proxy")
+    parser.add_argument("--origin", choices=("auto", "nginx", "python"), default="auto")
+    parser.add_argument("--rss-lines", type=int, default=0, help="the long list of (e); 0: no (e)")
+    parser.add_argument("--rss-base", type=int, default=1_000, help="the short list of (e)")
     parser.add_argument("--wget", default="wget", help="wget to compare with (name or path)")
+    parser.add_argument("--curl", default="curl", help="curl to compare with (name or path)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: temp)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument(
+        "--fetcher-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra argument for every fetcher run (repeat: --fetcher-arg=--workers "
+        "--fetcher-arg=12)",
+    )
+    parser.add_argument("--serve-proxy", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    FETCHER_ARGS[:] = args.fetcher_arg
+    if args.serve_proxy:
+        serve_proxy(args.serve_proxy, args.rtt)
+        return 0
     n: int = args.n
-    wget = shutil.which(args.wget)
     cores = os.cpu_count() or 1
-
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-sync-"))
     work.mkdir(parents=True, exist_ok=True)
-    log = work / "children.log"
+    rtt = f", {args.rtt:g} ms round trip (delay proxy)" if args.rtt else ""
     print(
-        f"bench_sync: {n} photographs {args.size[0]}x{args.size[1]}, JPEG q90; {cores} cores;"
-        f" work folder {work}"
+        f"bench_sync: {n} photographs {args.size[0]}x{args.size[1]}, JPEG q90; {cores} cores"
+        f"{rtt}; work folder {work}"
     )
-    if wget is None:
-        print(
-            f"wget ({args.wget}) not found: its rows and the ratios against it are skipped"
-            " (this benchmark installs nothing)"
-        )
-    else:
-        version = subprocess.run([wget, "--version"], capture_output=True, text=True).stdout
-        print(f"comparing with {wget}: {version.splitlines()[0] if version else '?'}")
-
+    args.wget_path = _tool(args.wget, "wget")
+    args.curl_path = _tool(args.curl, "curl")
     started = time.perf_counter()
     with cf.ProcessPoolExecutor(max_workers=cores) as pool:
         pictures = list(pool.map(make_picture, range(n), [args.size] * n, chunksize=4))
@@ -418,148 +728,122 @@ def main(argv: list[str] | None = None) -> int:
         f"generated in {time.perf_counter() - started:.1f} s; mean JPEG"
         f" {sum(len(p[0]) for p in pictures) / max(n, 1) / 1024:.0f} KiB"
     )
-
-    failures: list[str] = []
-    runs: list[Run] = []
-    with Origin(make_item(tiny_png(), 0)) as idle:
-        floor = measure("floor", "true", ["true"], idle, 0, log).rss_mib
-    print(f"peak RSS floor of the measuring wrapper (its size at fork): {floor:.1f} MiB")
-
-    def check(ok: bool, what: str) -> None:
-        if not ok:
-            failures.append(what)
-
-    now = time.time()
-    with Origin(make_item(tiny_png(), now - 86400)) as origin:
-        url_list = work / "urls.txt"
-        url_list.write_text("".join(origin.url(f"/img/{name}") + "\n" for name in names))
-        mine, theirs = work / "fetcher", work / "wget"
-        for folder in (mine, theirs):
-            shutil.rmtree(folder, ignore_errors=True)
-        original = dict(zip(names, (p[0] for p in pictures), strict=True))
-        for name, body in original.items():
-            origin.files[f"/img/{name}"] = make_item(body, now - 86400)
-
-        def both(label: str) -> None:
-            runs.append(measure(label, "fetcher", fetcher_cmd(url_list, mine), origin, n, log))
-            if wget is not None:
-                runs.append(
-                    measure(label, "wget", wget_cmd(wget, url_list, theirs), origin, n, log)
-                )
-
-        empty = work / "empty.txt"
-        empty.write_text("")
-        runs.append(
-            measure(
-                "(0) start-up: empty list",
-                "fetcher",
-                fetcher_cmd(empty, work / "e"),
-                origin,
-                0,
-                log,
-            )
-        )
-        both("(a) first sync, empty folder")
-        check(contents(mine) == digests(original), "(a) fetcher's folder != the origin")
-        if wget is not None:
-            check(contents(theirs) == digests(original), "(a) wget's folder != the origin")
-        both("(b) refresh, nothing changed")
-        check(
-            runs[-2 if wget else -1].served.get("GET 200", 0) == 0, "(b) fetcher downloaded a body"
-        )
-
-        for name, (_, reencoded, _) in zip(names, pictures, strict=True):
-            origin.files[f"/img/{name}"] = make_item(reencoded, now - 3600)
-        runs.append(
-            measure("(c) all re-encoded", "fetcher", fetcher_cmd(url_list, mine), origin, n, log)
-        )
-        check(contents(mine) == digests(original), "(c) a re-encoded image was rewritten")
-
-        expected = dict(original)
-        for name, (_, _, edited) in zip(names, pictures, strict=True):
-            if edited is not None:
-                origin.files[f"/img/{name}"] = make_item(edited, now - 60)
-                expected[name] = edited
-        runs.append(
-            measure(
-                "(d) 10 % edited visibly", "fetcher", fetcher_cmd(url_list, mine), origin, n, log
-            )
-        )
-        check(contents(mine) == digests(expected), "(d) not exactly the edited images rewritten")
-
-        rss_runs: dict[int, list[Run]] = {}
-        for lines in (args.rss_base, args.rss_lines):
-            listing = work / f"tiny-{lines}.txt"
-            listing.write_text(
-                "".join(origin.url(f"/tiny/{i // 1000}/{i}.png") + "\n" for i in range(lines))
-            )
-            dest = work / f"tiny-{lines}"
-            shutil.rmtree(dest, ignore_errors=True)
-            rss_runs[lines] = [
-                measure(
-                    f"(e) {lines}-line list, first",
-                    "fetcher",
-                    fetcher_cmd(listing, dest),
-                    origin,
-                    lines,
-                    log,
-                ),
-                measure(
-                    f"(e) {lines}-line list, refresh",
-                    "fetcher",
-                    fetcher_cmd(listing, dest),
-                    origin,
-                    lines,
-                    log,
-                ),
-            ]
-            runs.extend(rss_runs[lines])
-            shutil.rmtree(dest, ignore_errors=True)
-    for run in runs:
-        check(run.status == 0, f"{run.label}: {run.tool} exited {run.status} (see {log})")
-
+    origin = _origin(args.origin, work)
+    print(f"origin: {origin.name}")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(origin)  # type: ignore[arg-type]
+        port = origin.port
+        if args.rtt:
+            port = stack.enter_context(DelayProxy(origin.port, args.rtt)).port
+        bench = Bench(args, work, origin, port)
+        _rows(bench, names, pictures)
     print()
-    print(table(runs))
+    print(table(bench.runs))
     print()
-    print("targets (issue 5):")
-    by = {(r.label[:3], r.tool): r for r in runs}
-    met: list[bool] = []
-    for key, limit, what in (("(a)", 1.0, "first sync"), ("(b)", 0.5, "unchanged refresh")):
-        if wget is None:
-            print(f"  {what:30} fetcher/wget <= {limit:.1f}x   skipped (no wget)")
-            continue
-        ratio = by[(key, "fetcher")].wall / by[(key, "wget")].wall
-        met.append(ratio <= limit)
-        print(f"  {what:30} fetcher/wget <= {limit:.1f}x   {ratio:5.2f}x  {verdict(met[-1])}")
-    if wget is not None:
-        floor = by[("(0)", "fetcher")].wall
-        print(
-            f"  {'what bounds (a) and (b)':30} fetcher's fixed cost (interpreter, imports,"
-            f" lock, state) {floor:.2f} s = {floor / by[('(b)', 'wget')].wall:.1f}x wget's"
-            f" whole refresh, {floor / by[('(a)', 'wget')].wall:.1f}x its first sync"
-        )
-    load = by[("(c)", "fetcher")].load
-    met.append(load >= 1.6)
-    print(
-        f"  {'(c) compares in flight':30} CPU/wall >= 1.6     {load:5.2f}   {verdict(met[-1])}"
-        f"  ({cores} cores)"
-    )
-    print(f"  {'(d) for reference':30} CPU/wall            {by[('(d)', 'fetcher')].load:5.2f}")
-    for index, phase in enumerate(("first sync", "refresh")):
-        small, big = rss_runs[args.rss_base][index], rss_runs[args.rss_lines][index]
-        growth = big.rss_mib / small.rss_mib
-        met.append(growth <= 1.10)
-        print(
-            f"  RSS {args.rss_lines} vs {args.rss_base} lines, {phase:10} <= 1.10x  "
-            f"{growth:5.2f}x  {verdict(met[-1])}  ({big.rss_mib:.1f} vs {small.rss_mib:.1f} MiB)"
-        )
-    for failure in failures:
+    met = _targets(bench, cores)
+    for failure in bench.failures:
         print(f"CHECK FAILED: {failure}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    if failures:
+    if bench.failures:
         return 1
     return 1 if args.strict and not all(met) else 0
+
+
+def _rows(
+    bench: Bench, names: list[str], pictures: list[tuple[bytes, bytes, bytes | None]]
+) -> None:
+    args, origin, now = bench.args, bench.origin, time.time()
+    original = dict(zip(names, (p[0] for p in pictures), strict=True))
+    for name, body in original.items():
+        origin.publish(f"/img/{name}", body, now - 86400)
+    paths = [f"/img/{name}" for name in names]
+    empty = bench.work / "empty.txt"
+    empty.write_text("")
+    bench.row("(0) start-up: empty list", "fetcher", fetcher_cmd(empty, bench.work / "e"), 0)
+    bench.all_tools("(a) first sync, empty folder", paths, "photos", refresh=False)
+    bench.folders_hold("photos", original, "(a)")
+    bench.all_tools("(b) refresh, nothing changed", paths, "photos", refresh=True)
+    bench.folders_hold("photos", original, "(b)")
+    fetcher_b = bench.by("(b)", "fetcher")
+    bench.check(
+        fetcher_b is not None and fetcher_b.served.get("GET 200", 0) == 0,
+        "(b) fetcher downloaded a body",
+    )
+    if args.rtt:
+        return
+    tiny = tiny_png()
+    small = [f"/small/{i // 1000}/{i}.png" for i in range(args.refresh_lines)]
+    for path in small:
+        origin.publish(path, tiny, now - 86400)
+    bench.all_tools("(r) setup: first sync", small, "small", refresh=False)
+    bench.all_tools(f"(r) refresh {args.refresh_lines} URLs", small, "small", refresh=True)
+    mine = bench.work / "photos-fetcher"
+    listing = bench.work / "photos.txt"
+    for name, (_, reencoded, _) in zip(names, pictures, strict=True):
+        origin.publish(f"/img/{name}", reencoded, now - 3600)
+    bench.row("(c) all re-encoded", "fetcher", fetcher_cmd(listing, mine), len(names))
+    bench.check(contents(mine) == digests(original), "(c) a re-encoded image was rewritten")
+    expected = dict(original)
+    for name, (_, _, edited) in zip(names, pictures, strict=True):
+        if edited is not None:
+            origin.publish(f"/img/{name}", edited, now - 60)
+            expected[name] = edited
+    bench.row("(d) 10 % edited visibly", "fetcher", fetcher_cmd(listing, mine), len(names))
+    bench.check(contents(mine) == digests(expected), "(d) not exactly the edited images rewritten")
+    if args.rss_lines:
+        for lines in (args.rss_base, args.rss_lines):
+            paths = [f"/tiny/{i // 1000}/{i}.png" for i in range(lines)]
+            for path in paths:
+                origin.publish(path, tiny, now - 86400)
+            listing = bench.work / f"tiny-{lines}.txt"
+            listing.write_text("".join(bench.url(p) + "\n" for p in paths))
+            dest = bench.work / f"tiny-{lines}"
+            bench.row(f"(e) {lines}-line list, first", "fetcher", fetcher_cmd(listing, dest), lines)
+            bench.row(
+                f"(e) {lines}-line list, refresh", "fetcher", fetcher_cmd(listing, dest), lines
+            )
+            shutil.rmtree(dest, ignore_errors=True)
+
+
+def _targets(bench: Bench, cores: int) -> list[bool]:
+    args = bench.args
+    print("targets (issue 11):")
+    met: list[bool | None] = []
+    if args.rtt:
+        met.append(_ratio_line(bench, "(a)", "curl", 1.1, f"first sync, {args.rtt:g} ms RTT"))
+        met.append(_ratio_line(bench, "(b)", "curl", 1.1, f"refresh, {args.rtt:g} ms RTT"))
+    else:
+        met.append(_ratio_line(bench, "(a)", "wget", 3.0, "first sync"))
+        met.append(
+            _ratio_line(bench, "(r) refresh", "wget", 1.0, f"refresh of {args.refresh_lines} URLs")
+        )
+        c = bench.by("(c)", "fetcher")
+        if c is not None:
+            met.append(c.load >= 1.6)
+            print(
+                f"  {'(c) compares in flight':34} CPU/wall >= 1.6     {c.load:5.2f}   "
+                f"{verdict(c.load >= 1.6)}  ({cores} cores)"
+            )
+    floor = bench.by("(0)", "fetcher")
+    if floor is not None:
+        print(
+            f"  {'what bounds the small rows':34} fetcher's fixed cost {floor.wall:.2f} s"
+            f" wall, {floor.cpu:.2f} s CPU (interpreter, imports, lock, state)"
+        )
+    if args.rss_lines and not args.rtt:
+        for phase in ("first", "refresh"):
+            small = bench.by(f"(e) {args.rss_base}-line list, {phase}", "fetcher")
+            big = bench.by(f"(e) {args.rss_lines}-line list, {phase}", "fetcher")
+            if small is None or big is None:
+                continue
+            growth = big.rss_mib / small.rss_mib
+            met.append(growth <= 1.10)
+            print(
+                f"  RSS {args.rss_lines} vs {args.rss_base} lines, {phase:7} <= 1.10x  "
+                f"{growth:5.2f}x  {verdict(growth <= 1.10)}"
+            )
+    return [m for m in met if m is not None]
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def _unit(value: float) -> bool:
 class SyncConfig:
     """``[sync]``: how a run is organised."""
 
-    workers: int = field(default=8, metadata={"check": _positive, "want": "a positive integer"})
+    workers: int = field(default=12, metadata={"check": _positive, "want": "a positive integer"})
     per_host: int = field(default=8, metadata={"check": _positive, "want": "a positive integer"})
     compare_workers: int = field(
         default=0,

@@ -853,19 +853,22 @@ def test_callers_session_reads_the_environment_itself(
 def test_an_all_304_run_imports_neither_requests_nor_tenacity(
     origin: Origin, tmp_path: Any
 ) -> None:
-    origin.publish("/a.png", PNG)
-    origin.publish("/b.png", PNG)
+    from conftest import encode, gradient_rgb
+
+    from fetcher.mirror import sync
+
+    for name in ("/a.png", "/b.png"):
+        origin.publish(name, encode(gradient_rgb(), "PNG"))
+    lines = [origin.url("/a.png"), origin.url("/b.png")]
+    dest = str(tmp_path / "d")
+    assert sync(lines, dest).counts["new"] == 2
     code = (
-        "import sys\n"
-        "from fetcher.config import HttpConfig\n"
-        "from fetcher.http import Fetcher, Validators\n"
-        "with Fetcher(HttpConfig()) as f:\n"
-        f"    first = f.fetch({origin.url('/a.png')!r})\n"
-        f"    again = f.fetch({origin.url('/a.png')!r}, Validators(first.etag))\n"
-        "print(again.status, sorted(m for m in ('requests', 'tenacity', 'urllib3')"
-        " if m in sys.modules))\n"
+        "import sys, fetcher\n"
+        f"report = fetcher.sync({lines!r}, {dest!r})\n"
+        "print(dict(report.reasons['unchanged']), sorted({m.split('.')[0] for m in sys.modules"
+        " if m.split('.')[0] in ('requests', 'tenacity', 'urllib3')}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
-    assert out.stdout.split("\n")[0] == "304 []"
+    assert out.stdout.splitlines() == ["{'not-modified': 2} []"]
