@@ -9,7 +9,6 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .config import CompareConfig, Config
@@ -17,7 +16,7 @@ from .errors import FetcherError
 from .http import Fetcher, Validators
 from .report import Result
 from .state import Record
-from .store import FileInfo, atomic_write, file_info, parse_http_date, read_file, safe_join
+from .store import Destination, FileInfo, parse_http_date
 
 if TYPE_CHECKING:  # numpy, scipy and Pillow are imported only when a download needs them
     from collections.abc import Callable
@@ -105,11 +104,15 @@ def run_job(
     config: Config,
     fetcher: Fetcher,
     *,
+    root: Destination | None = None,
     compare_slots: threading.Semaphore | None = None,
     processes: CompareRunner | None = None,
 ) -> Outcome:
     """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
 
+    Every access to the file goes through ``root``, the destination held open by the
+    run (:class:`~fetcher.store.Destination`); without one (a job on a cluster
+    worker, ``sync_one``) the job opens ``job.dest`` itself, never creating it.
     Rungs 4-7 (decoding both images and the similarity) run in ``processes`` when
     given, else in this thread under ``compare_slots``; the decode check of a new
     file (``probe.verify``, a few milliseconds with the GIL released) always runs
@@ -120,7 +123,7 @@ def run_job(
     """
     started = time.monotonic()
     try:
-        return _run_job(job, config, fetcher, compare_slots, processes, started)
+        return _run_job(job, config, fetcher, root, compare_slots, processes, started)
     except Exception as exc:  # one URL never stops a run
         return _internal(job, exc, started)
 
@@ -129,20 +132,41 @@ def _run_job(
     job: Job,
     config: Config,
     fetcher: Fetcher,
+    root: Destination | None,
     compare_slots: threading.Semaphore | None,
     processes: CompareRunner | None,
     started: float,
 ) -> Outcome:
-    status: int | None = None
+    opened: Destination | None = None
     try:
-        target = safe_join(Path(job.dest), job.path)
-        known = job.record
-        if known is not None and (
-            job.force or not known.describes(file_info(target), path=job.path)
-        ):
-            known = None
-    except FetcherError as exc:  # the path is refused: what the state knows stays as it is
-        return dataclasses.replace(_failed(job, exc, started), remember=False)
+        try:
+            if root is None:
+                root = opened = Destination.open(job.dest, missing_ok=job.dry_run)
+            known = job.record
+            if known is not None and (
+                job.force or not known.describes(root.stat(job.path), path=job.path)
+            ):
+                known = None
+        except FetcherError as exc:  # the path is refused: what the state knows stays as it is
+            return dataclasses.replace(_failed(job, exc, started), remember=False)
+        return _descend(job, config, fetcher, root, known, started, compare_slots, processes)
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _descend(
+    job: Job,
+    config: Config,
+    fetcher: Fetcher,
+    root: Destination,
+    known: Record | None,
+    started: float,
+    compare_slots: threading.Semaphore | None,
+    processes: CompareRunner | None,
+) -> Outcome:
+    """Rungs 1-7 for a job whose path is safe; ``known`` is the record if it still applies."""
+    status: int | None = None
     try:
         validators = None
         if known is not None and (known.etag or known.last_modified):
@@ -175,7 +199,9 @@ def _run_job(
         if known is not None and known.sha256 and hashlib.sha256(body).hexdigest() == known.sha256:
             # Rung 3 settled by the digest recorded for the file on disk: no read needed.
             return done(dataclasses.replace(base, reason="identical-bytes"))
-        old = read_file(target)
+        # The bytes compared and what the state will record of them come from one read.
+        snapshot = root.read(job.path)
+        old = None if snapshot is None else snapshot.data
         cfg = config.compare
         if old is None:
             # Rung 2: a new file must be a decodable image before it is written. The
@@ -203,15 +229,14 @@ def _run_job(
                 detail=verdict.detail,
             )
         if result.outcome == "unchanged":
-            stat = file_info(target)
-            info = None if stat is None else FileInfo(stat.size, stat.mtime_ns, _digest(old))
-            return done(result, info)
+            assert snapshot is not None
+            return done(result, snapshot.info)
         if job.dry_run:
             return done(result)
         mtime = None
         if config.sync.remote_time and response.last_modified:
             mtime = parse_http_date(response.last_modified)
-        return done(result, atomic_write(target, body, mtime=mtime), wrote=True)
+        return done(result, root.write(job.path, body, mtime=mtime), wrote=True)
     except FetcherError as exc:
         return _failed(job, exc, started, status)
 
@@ -227,7 +252,3 @@ def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
     from .compare import compare
 
     return compare(old, new, cfg, threads=1)
-
-
-def _digest(data: bytes | None) -> str:
-    return "" if data is None else hashlib.sha256(data).hexdigest()

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import StoreError, UrlError
+from .errors import FetcherError, StoreError
 from .http import Fetcher
 from .ladder import Job, _failed, _internal, run_job
 from .paths import STATE_DIR
 from .report import Report, ReportWriter, Result
 from .runner import cluster_executor, run
 from .state import State
-from .store import DestinationLock, clean_stale_temporaries
+from .store import DestinationLock
 from .urllist import BadLine, Entry, read_entries, validate_url
 
 if TYPE_CHECKING:
@@ -65,12 +65,21 @@ def sync_one(
         target = Path(path).absolute()
         job = Job(url=url, path=target.name, dest=str(target.parent), dry_run=dry_run)
         validate_url(url)
+        if not dry_run:
+            _make_folder(target.parent)
         with Fetcher(config.http, session=session, per_host=1) as fetcher:
             return run_job(job, config, fetcher).result
-    except UrlError as exc:
+    except FetcherError as exc:
         return _failed(job, exc, started).result
     except Exception as exc:  # one URL: its failure is a result, never an exception
         return _internal(job, exc, started).result
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create folder {str(folder)!r}: {exc.strerror or exc}") from None
 
 
 def _as_line(item: str | Entry | tuple[str, str | None]) -> str:
@@ -149,25 +158,23 @@ def sync(
     """
     config = config or Config()
     dest_path = Path(dest).absolute()
-    try:
-        dest_path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create destination {dest_path}: {exc.strerror or exc}") from None
     if executor is not None and session is not None:
         raise ValueError("a session cannot travel to an executor's workers: pass one or the other")
     outcome_report = Report(dry_run=dry_run)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(DestinationLock(dest_path))
+        lock = stack.enter_context(DestinationLock(dest_path))
+        assert lock.destination is not None
+        root = lock.destination
         if executor is None and config.sync.scheduler:
             executor = stack.enter_context(cluster_executor(config.sync.scheduler))
-        clean_stale_temporaries(dest_path)
+        root.sweep()
         state_path = (
             Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
         )
         with State.open(state_path) as state:
             run(
                 _entries(urls, config.sync.layout),
-                dest_path,
+                root,
                 config,
                 state,
                 outcome_report,

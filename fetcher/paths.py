@@ -1,7 +1,7 @@
 """Map a URL to a safe relative destination path, check explicit paths, claim paths.
 
 Nothing here touches the disk: the safe walk under the destination is
-:func:`fetcher.store.safe_join`.
+:class:`fetcher.store.Destination`.
 
 The list holds one entry a line, ``URL [PATH]``: the URL, then (after spaces or tabs)
 an optional PATH relative to the destination, which runs to the end of the line and

@@ -10,7 +10,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from .http import Fetcher
 from .ladder import Job, Outcome, _internal, run_job
 from .report import Progress, Report, ReportWriter, Result
 from .state import State, next_record
+from .store import Destination
 from .urllist import BadLine, Entry
 
 if TYPE_CHECKING:
@@ -315,7 +315,7 @@ class _Recorder:
 
 def run(
     entries: Iterable[Entry | BadLine],
-    dest: Path,
+    dest: Destination,
     config: Config,
     state: State,
     report: Report,
@@ -336,9 +336,9 @@ def run(
     recorder = _Recorder(state, report, writer, on_result, progress=progress, dry_run=dry_run)
     recorder.held.install()
     try:
-        jobs = _jobs(entries, str(dest), state, recorder, force=force, dry_run=dry_run)
+        jobs = _jobs(entries, str(dest.path), state, recorder, force=force, dry_run=dry_run)
         if executor is None:
-            _run_local(jobs, config, recorder, session=session)
+            _run_local(jobs, config, recorder, dest, session=session)
         else:
             _run_cluster(jobs, config, recorder, executor)
     except KeyboardInterrupt:
@@ -367,9 +367,16 @@ def _jobs(
 
 
 def _run_local(
-    jobs: Iterator[Job], config: Config, recorder: _Recorder, *, session: requests.Session | None
+    jobs: Iterator[Job],
+    config: Config,
+    recorder: _Recorder,
+    root: Destination,
+    *,
+    session: requests.Session | None,
 ) -> None:
     """Threads download (each its own libcurl handle), forked processes compare.
+
+    Every job reads and writes through ``root``, the destination the run holds open.
 
     On an interrupt the fetcher is cancelled: transfers in flight end at once (their
     URLs are not recorded), writes and compares in flight finish and are recorded.
@@ -387,7 +394,13 @@ def _run_local(
         try:
             for job in jobs:
                 future = pool.submit(
-                    run_job, job, config, fetcher, compare_slots=slots, processes=processes
+                    run_job,
+                    job,
+                    config,
+                    fetcher,
+                    root=root,
+                    compare_slots=slots,
+                    processes=processes,
                 )
                 pending[future] = job
                 while len(pending) >= 2 * workers:

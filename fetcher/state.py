@@ -74,7 +74,7 @@ class Record:
         Parameters
         ----------
         on_disk : FileInfo or None
-            ``store.file_info`` of the destination file now (None: no file).
+            ``Destination.stat`` of the destination file now (None: no file).
         path : str, optional
             The destination path (relative to DEST) the file is now at; if given, a
             record made for another path does not describe it.
@@ -331,7 +331,7 @@ class State:
         url : str
             The URL.
         on_disk : FileInfo or None
-            ``store.file_info`` of its destination file now (None: no file).
+            ``Destination.stat`` of its destination file now (None: no file).
         path : str, optional
             The destination path (relative to DEST) the file is now at; if given, a
             record made for another path does not count.

@@ -1,18 +1,36 @@
-"""The destination on disk: read and atomically write files, lock the destination, sweep leftovers.
+"""The destination on disk, through directory descriptors: read, atomic write, lock, sweep.
+
+:class:`Destination` holds the destination folder open. Every path below it is walked
+one name at a time from that descriptor, each folder opened with
+``O_NOFOLLOW | O_DIRECTORY`` relative to its parent (``os.open(name, flags,
+dir_fd=parent)``) and created the same way when a write needs it; the file itself is
+opened, created, renamed and fsynced relative to its final folder's descriptor. A
+symbolic link swapped in for a folder or a file at any moment is therefore never
+followed: the walk either holds the real folder already or meets the link and refuses
+it (``UnsafePathError``). The destination itself may be a symbolic link; it is
+followed once, when it is opened.
 
 Writes never tear a file: the bytes go to a temporary file ``.fetcher-tmp-XXXX`` in the
 target's own folder, which is flushed and fsynced (with its mtime set, when given)
 before ``os.replace`` puts it in place and the folder is fsynced, so after a crash at
 any point the target is either the old file or the new one, byte for byte. A killed
-run can leave a temporary file behind; ``clean_stale_temporaries`` removes them at the
+run can leave a temporary file behind; :meth:`Destination.sweep` removes them at the
 start of the next run, under the destination lock.
 
-The lock is ``fcntl.flock`` on ``DEST/.fetcher/lock``, held on an open descriptor for
-the whole run: the kernel drops it when the process ends, however it ends, so a lock
-left by a killed run never blocks the next one. The file holds the holder's pid, for
+What a read reports describes the bytes read: size and mtime come from ``fstat`` of
+the descriptor the bytes were read through, taken before and after reading; a file
+changed while it was read has no trustworthy description (``Snapshot.info`` is None).
+
+The lock is ``fcntl.flock`` on ``DEST/.fetcher/lock``, opened through the
+destination's descriptor and held on an open descriptor for the whole run, together
+with the destination's own descriptor: the kernel drops the lock when the process
+ends, however it ends, so a lock left by a killed run never blocks the next one. If
+the destination is removed or moved while a run holds it, writes through the held
+descriptor cannot re-create it (a removed folder takes no new entries) and
+:meth:`Destination.check` tells the run to stop. The file holds the holder's pid, for
 the message a second run prints; it is never deleted (deleting a lock file lets two
 runs lock two different files). A process forked while the lock is held (a worker
-pool) closes its inherited copy of the descriptor at once, so a forked child that
+pool) closes its inherited copy of the lock descriptor at once, so a forked child that
 outlives a killed run cannot keep the destination locked.
 """
 
@@ -34,41 +52,53 @@ from pathlib import Path
 from types import TracebackType
 
 from .errors import LockError, StoreError, UnsafePathError
-from .paths import STATE_DIR, TEMP_PREFIX, _short, clean_relpath
+from .paths import STATE_DIR, TEMP_PREFIX, _short
 
 __all__ = [
     "LOCK_NAME",
     "STATE_DIR",
     "TEMP_PREFIX",
+    "Destination",
     "DestinationLock",
     "FileInfo",
-    "atomic_write",
-    "clean_stale_temporaries",
-    "file_info",
+    "Snapshot",
     "parse_http_date",
-    "read_file",
-    "safe_join",
 ]
 
 LOCK_NAME = "lock"
 
 # os.utime takes nanoseconds as a C int64: the latest representable mtime is in 2262.
 _MAX_MTIME = (2**63 - 1) / 1e9
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a FIFO planted at the path must not hang (no effect on regular files).
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_LOCK_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
 class FileInfo:
     """What fetcher knows of a file on disk: size, mtime in nanoseconds, SHA-256 of its bytes.
 
-    ``sha256`` is the hex digest, or ``""`` when only the file was stat-ed (``file_info``).
+    ``sha256`` is the hex digest, or ``""`` when the file was only stat-ed.
     """
 
     size: int
     mtime_ns: int
     sha256: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A file's bytes, and what describes exactly those bytes.
+
+    ``info`` has the size and mtime from ``fstat`` of the descriptor the bytes were
+    read through and the SHA-256 of ``data``; it is None when the file changed while
+    it was read (its size or mtime moved), so nothing may be recorded about it.
+    """
+
+    data: bytes
+    info: FileInfo | None
 
 
 def _io_error(path: Path, action: str, exc: OSError) -> StoreError:
@@ -77,101 +107,29 @@ def _io_error(path: Path, action: str, exc: OSError) -> StoreError:
 
 
 def _not_regular(path: Path, mode: int) -> StoreError:
-    kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+    kind = "a folder, not a regular file" if stat.S_ISDIR(mode) else "not a regular file"
     return StoreError(f"refusing {str(path)!r}: it is {kind}", reason="io-error")
 
 
-def file_info(path: Path) -> FileInfo | None:
-    """Stat the file at ``path`` without reading it.
+def _symlink(relpath: str, where: Path) -> UnsafePathError:
+    return UnsafePathError(f"path {_short(relpath)} is refused: {str(where)!r} is a symbolic link")
 
-    Parameters
-    ----------
-    path : Path
-        The file; a symbolic link at ``path`` is not followed.
 
-    Returns
-    -------
-    FileInfo or None
-        Size and mtime (``sha256`` is ``""``), or None if nothing is there.
+def _names(relpath: str) -> list[str]:
+    """The names of ``relpath``; refuse any that could leave its folder or is fetcher's own.
 
-    Raises
-    ------
-    StoreError
-        ``path`` is a symbolic link, a folder or another non-regular file, or cannot
-        be examined (e.g. permission denied); reason ``io-error``.
+    The list reader has already checked the path (``paths.clean_relpath``); this is the
+    store's own lexical guard, cheap enough to run on every access.
     """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise _io_error(path, "examine", exc) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise _not_regular(path, st.st_mode)
-    return FileInfo(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256="")
-
-
-def read_file(path: Path) -> bytes | None:
-    """Read the whole file at ``path``.
-
-    Parameters
-    ----------
-    path : Path
-        The file; a symbolic link at ``path`` is not followed.
-
-    Returns
-    -------
-    bytes or None
-        The file's bytes, or None if nothing is there.
-
-    Raises
-    ------
-    StoreError
-        ``path`` is a symbolic link or not a regular file, or reading fails
-        (permission denied, I/O error...); reason ``io-error``.
-    """
-    try:
-        fd = os.open(path, _READ_FLAGS)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-            raise _not_regular(path, stat.S_IFLNK) from None
-        raise _io_error(path, "read", exc) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise _not_regular(path, mode)
-        with open(fd, "rb", closefd=False) as handle:
-            return handle.read()
-    except OSError as exc:
-        if isinstance(exc, StoreError):
-            raise
-        raise _io_error(path, "read", exc) from None
-    finally:
-        os.close(fd)
-
-
-def _check_target(path: Path) -> int | None:
-    """The permission bits of the regular file at ``path``, None if absent; refuse anything else."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        raise _not_regular(path, st.st_mode)
-    return stat.S_IMODE(st.st_mode)
-
-
-def _create_temp(folder: Path) -> tuple[Path, int]:
-    """Create a new temporary file in ``folder`` (mode 0o666 less the umask); name and fd."""
-    for _ in range(16):
-        temp = folder / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-        try:
-            return temp, os.open(temp, _TEMP_FLAGS, 0o666)
-        except FileExistsError:
-            continue
-    raise FileExistsError(errno.EEXIST, "no free temporary file name", str(folder))
+    names = relpath.split("/")
+    for name in names:
+        if name in ("", ".", "..") or "\x00" in name:
+            raise UnsafePathError(f"path {_short(relpath)} is refused: bad name {name!r}")
+        if name.startswith(TEMP_PREFIX):
+            raise UnsafePathError(f"path {_short(relpath)} is refused: {name!r} is fetcher's")
+    if names[0].casefold() == STATE_DIR:
+        raise UnsafePathError(f"path {_short(relpath)} is refused: {STATE_DIR} is fetcher's")
+    return names
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -181,155 +139,438 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _fsync_folder(fd: int) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOTSUP):  # the filesystem cannot sync folders
             raise
-    finally:
-        os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, *, mtime: float | None = None) -> FileInfo:
-    """Replace the file at ``path`` with exactly ``data``, atomically and durably.
+def _create_temp(folder: int) -> tuple[str, int]:
+    """Create a new temporary file in the folder ``folder`` (0o666 less the umask)."""
+    for _ in range(16):
+        name = f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            return name, os.open(name, _TEMP_FLAGS, 0o666, dir_fd=folder)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary file name")
 
-    The bytes go to a new temporary file ``TEMP_PREFIX + random`` in ``path``'s folder
-    (created with its parents if missing), are written, fsynced (after the mtime is
-    set, if given), and the file is moved over ``path`` with ``os.replace``; then the
-    folder is fsynced so the rename itself survives a crash. A file already at
-    ``path`` keeps its permission bits; a new file gets 0o666 less the umask.
+
+def _mtime_ns(mtime: float | None) -> int | None:
+    if mtime is None:
+        return None
+    if not (math.isfinite(mtime) and -_MAX_MTIME < mtime < _MAX_MTIME):
+        raise ValueError(f"mtime {mtime!r} is not a representable file time")
+    return round(mtime * 1_000_000_000)
+
+
+class Destination:
+    """The destination folder, held open: every path below it is walked from its descriptor.
+
+    Open it with :meth:`open` and close it with :meth:`close` (or a ``with`` block).
+    Paths are relative, ``/``-separated, as the list reader produces them. A method
+    that meets a symbolic link anywhere below the destination raises
+    ``UnsafePathError``; any other ``OSError`` becomes ``StoreError`` (reason
+    ``io-error``) naming the path and the cause.
 
     Parameters
     ----------
     path : Path
-        The target file. The caller has already checked its parents (``urls.safe_join``);
-        ``path`` itself must not be a symbolic link.
-    data : bytes
-        The bytes to write, unchanged.
-    mtime : float, optional
-        POSIX timestamp to set as the file's modification (and access) time, e.g. the
-        origin's ``Last-Modified`` from ``parse_http_date``. None keeps the write time.
-
-    Returns
-    -------
-    FileInfo
-        Size, mtime in nanoseconds and SHA-256 of the file as written.
-
-    Raises
-    ------
-    StoreError
-        ``path`` is a symbolic link, a folder or another non-regular file, or any
-        ``OSError`` (no space, permission denied, read-only filesystem...); reason
-        ``io-error``, the message names ``path`` and the cause. Before the rename the
-        temporary file is removed and the old file is untouched; if only the final
-        folder fsync fails the new file is in place but may not survive a power loss.
-    ValueError
-        ``mtime`` is not finite or not representable as a file time (before 1970 is
-        allowed; after 2262 is not).
+        The destination, for messages and for :meth:`check`.
+    fd : int or None
+        Its open descriptor (owned: closed by :meth:`close`); None for a destination
+        that does not exist (a dry run on a new destination): it holds no file.
     """
-    mtime_ns = None
-    if mtime is not None:
-        if not (math.isfinite(mtime) and -_MAX_MTIME < mtime < _MAX_MTIME):
-            raise ValueError(f"mtime {mtime!r} is not a representable file time")
-        mtime_ns = round(mtime * 1_000_000_000)
-    folder = path.parent
-    temp: Path | None = None
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        self.path = path
+        self._fd = fd
+        self._identity = None if fd is None else _identity(os.fstat(fd))
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, missing_ok: bool = False) -> Destination:
+        """Open the destination folder ``path`` (a symbolic link there is followed, once).
+
+        Parameters
+        ----------
+        path : path-like
+            The destination folder. It is never created here.
+        missing_ok : bool
+            If the folder does not exist, return an empty destination that holds no
+            file (for a dry run) instead of raising.
+
+        Raises
+        ------
+        StoreError
+            The folder does not exist (unless ``missing_ok``), is not a folder, or
+            cannot be opened; naming it.
+        """
+        where = Path(path)
+        try:
+            fd = os.open(where, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            if missing_ok:
+                return cls(where, None)
+            raise _io_error(where, "open destination", exc) from None
+        except OSError as exc:
+            raise _io_error(where, "open destination", exc) from None
+        return cls(where, fd)
+
+    @property
+    def exists(self) -> bool:
+        """False for the empty destination of a dry run on a folder that does not exist."""
+        return self._fd is not None
+
+    def close(self) -> None:
+        """Close the descriptor; closing twice is harmless."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> Destination:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Destination({str(self.path)!r}, fd={self._fd})"
+
+    # -- the walk ---------------------------------------------------------------------------
+    def _folder(self, relpath: str, names: list[str], *, create: bool) -> int | None:
+        """Open the folder holding ``names[-1]``, one name at a time; None if it is absent.
+
+        The returned descriptor is the caller's to close. With ``create``, missing
+        folders are made (``mkdir`` relative to the parent's descriptor, then opened
+        with ``O_NOFOLLOW``, so a link planted in between is met, not followed).
+        """
+        if self._fd is None:
+            if create:
+                raise StoreError(f"destination {str(self.path)!r} does not exist")
+            return None
+        here = os.dup(self._fd)
+        where = self.path
+        try:
+            for name in names[:-1]:
+                where = where / name
+                child = self._open_folder(here, name, relpath, where, create=create)
+                os.close(here)
+                here = -1
+                if child is None:
+                    return None
+                here = child
+            found, here = here, -1
+            return found
+        finally:
+            if here >= 0:
+                os.close(here)
+
+    @staticmethod
+    def _open_folder(
+        parent: int, name: str, relpath: str, where: Path, *, create: bool
+    ) -> int | None:
+        for _ in range(8):  # a folder removed or made by someone else between two calls
+            try:
+                return os.open(name, _DIR_FLAGS, dir_fd=parent)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o777, dir_fd=parent)
+                continue
+            except NotADirectoryError:  # O_NOFOLLOW | O_DIRECTORY: a link or a non-folder
+                try:
+                    mode = os.stat(name, dir_fd=parent, follow_symlinks=False).st_mode
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISLNK(mode):
+                    raise _symlink(relpath, where) from None
+                raise StoreError(
+                    f"cannot use {str(where)!r} for {_short(relpath)}: it is not a folder",
+                    reason="io-error",
+                ) from None
+            except OSError as exc:
+                raise _io_error(where, "open folder", exc) from None
+        raise StoreError(f"cannot open folder {str(where)!r}: it keeps changing")
+
+    # -- reading ------------------------------------------------------------------------------
+    def stat(self, relpath: str) -> FileInfo | None:
+        """Size and mtime of the file at ``relpath`` (``sha256`` is ``""``), None if absent.
+
+        Raises
+        ------
+        UnsafePathError
+            A symbolic link at the file or at a folder on the way.
+        StoreError
+            The file is a folder or another non-regular file, a folder on the way is a
+            file, or it cannot be examined; reason ``io-error``.
+        """
+        names = _names(relpath)
+        target = self.path / relpath
+        folder = self._folder(relpath, names, create=False)
+        if folder is None:
+            return None
+        try:
+            st = os.stat(names[-1], dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise _io_error(target, "examine", exc) from None
+        finally:
+            os.close(folder)
+        if stat.S_ISLNK(st.st_mode):
+            raise _symlink(relpath, target)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(target, st.st_mode)
+        return FileInfo(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256="")
+
+    def read(self, relpath: str) -> Snapshot | None:
+        """The bytes of the file at ``relpath`` and what describes them; None if absent.
+
+        Raises
+        ------
+        UnsafePathError, StoreError
+            As :meth:`stat`, or reading fails (permission denied, I/O error...).
+        """
+        names = _names(relpath)
+        target = self.path / relpath
+        folder = self._folder(relpath, names, create=False)
+        if folder is None:
+            return None
+        try:
+            fd = os.open(names[-1], _READ_FLAGS, dir_fd=folder)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+                raise _symlink(relpath, target) from None
+            raise _io_error(target, "read", exc) from None
+        finally:
+            os.close(folder)
+        try:
+            return _read_described(fd, target)
+        finally:
+            os.close(fd)
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, relpath: str, data: bytes, *, mtime: float | None = None) -> FileInfo:
+        """Replace the file at ``relpath`` with exactly ``data``, atomically and durably.
+
+        Missing folders are created. The bytes go to a new temporary file in the final
+        folder, are written and fsynced (after the mtime is set, if given), and the file
+        is renamed over the target, both names relative to that folder's descriptor;
+        then the folder is fsynced so the rename itself survives a crash. A file already
+        there keeps its permission bits; a new file gets 0o666 less the umask.
+
+        Parameters
+        ----------
+        relpath : str
+            The target, relative to the destination.
+        data : bytes
+            The bytes to write, unchanged.
+        mtime : float, optional
+            POSIX timestamp to set as the file's modification (and access) time, e.g. the
+            origin's ``Last-Modified`` from ``parse_http_date``. None keeps the write time.
+
+        Returns
+        -------
+        FileInfo
+            Size and mtime from ``fstat`` of the written file's descriptor, and the
+            SHA-256 of ``data``: all three describe the same bytes.
+
+        Raises
+        ------
+        UnsafePathError
+            A symbolic link at the target or at a folder on the way.
+        StoreError
+            The target is a folder or another non-regular file, or any ``OSError`` (no
+            space, permission denied, read-only filesystem...); reason ``io-error``, the
+            message names the target and the cause. Before the rename the temporary file
+            is removed and the old file is untouched; if only the final folder fsync
+            fails the new file is in place but may not survive a power loss.
+        ValueError
+            ``mtime`` is not finite or not representable as a file time.
+        """
+        mtime_ns = _mtime_ns(mtime)
+        names = _names(relpath)
+        target = self.path / relpath
+        folder = self._folder(relpath, names, create=True)
+        assert folder is not None  # create=True never returns None
+        try:
+            return _write_in(folder, names[-1], relpath, target, data, mtime_ns)
+        finally:
+            os.close(folder)
+
+    # -- housekeeping ------------------------------------------------------------------------
+    def sweep(self) -> int:
+        """Remove the temporary files a killed run left anywhere under the destination.
+
+        Call it only while holding the :class:`DestinationLock`: a running sync's
+        temporary files look exactly like stale ones. Folders are walked through their
+        descriptors without following symbolic links (``os.fwalk``), ``DEST/.fetcher``
+        is skipped, and only regular files whose name starts with ``TEMP_PREFIX`` are
+        removed.
+
+        Returns
+        -------
+        int
+            How many files were removed.
+
+        Raises
+        ------
+        StoreError
+            A temporary file that cannot be removed; reason ``io-error``, naming it.
+        """
+        if self._fd is None:
+            return 0
+        removed = 0
+        for top, dirs, files, folder in os.fwalk(".", dir_fd=self._fd):
+            if top == "." and STATE_DIR in dirs:
+                dirs.remove(STATE_DIR)
+            for name in files:
+                if name.startswith(TEMP_PREFIX):
+                    removed += _remove_temporary(folder, name, self.path / top / name)
+        return removed
+
+    def check(self) -> None:
+        """Raise unless the destination's path still names the folder this object holds.
+
+        Raises
+        ------
+        StoreError
+            The destination was removed, moved or replaced since it was opened: the
+            lock at its path no longer keeps other runs out, so the run must stop.
+        """
+        if self._fd is None:
+            return
+        try:
+            now = _identity(os.stat(self.path))
+        except OSError:
+            now = None
+        held = os.fstat(self._fd)
+        if now != self._identity or held.st_nlink == 0:
+            raise StoreError(
+                f"destination {str(self.path)!r} was removed or replaced during the run; "
+                "stopping (its lock no longer keeps other runs out)"
+            )
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino
+
+
+def _read_described(fd: int, target: Path) -> Snapshot:
+    """Read all of ``fd``; describe the bytes by ``fstat`` before and after reading."""
+    try:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise _not_regular(target, before.st_mode)
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read()
+        after = os.fstat(fd)
+    except OSError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise _io_error(target, "read", exc) from None
+    stable = (before.st_size, before.st_mtime_ns) == (after.st_size, after.st_mtime_ns)
+    if not stable or len(data) != after.st_size:
+        return Snapshot(data, None)  # written to while read: these bytes describe nothing
+    digest = hashlib.sha256(data).hexdigest()
+    return Snapshot(data, FileInfo(size=after.st_size, mtime_ns=after.st_mtime_ns, sha256=digest))
+
+
+def _write_in(
+    folder: int, name: str, relpath: str, target: Path, data: bytes, mtime_ns: int | None
+) -> FileInfo:
+    """The write itself, every call relative to the final folder's descriptor."""
+    temp: str | None = None
     fd = -1
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        old_mode = _check_target(path)
+        try:
+            old = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            old = None
+        if old is not None and stat.S_ISLNK(old.st_mode):
+            raise _symlink(relpath, target)
+        if old is not None and not stat.S_ISREG(old.st_mode):
+            raise _not_regular(target, old.st_mode)
         temp, fd = _create_temp(folder)
-        if old_mode is not None:
-            os.fchmod(fd, old_mode)
+        if old is not None:
+            os.fchmod(fd, stat.S_IMODE(old.st_mode))
         _write_all(fd, data)
         if mtime_ns is not None:
             os.utime(fd, ns=(mtime_ns, mtime_ns))
         os.fsync(fd)
-        written_ns = os.fstat(fd).st_mtime_ns
+        written = os.fstat(fd)
         os.close(fd)
         fd = -1
-        os.replace(temp, path)
+        os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
         temp = None
         _fsync_folder(folder)
     except OSError as exc:
         if isinstance(exc, StoreError):
             raise
-        raise _io_error(path, "write", exc) from None
+        raise _io_error(target, "write", exc) from None
     finally:
         if fd >= 0:
             os.close(fd)
         if temp is not None:
-            try:
-                os.unlink(temp)
-            except FileNotFoundError:
-                pass
-            except OSError:  # the temporary file stays; the next run's sweep removes it
-                pass
-    return FileInfo(size=len(data), mtime_ns=written_ns, sha256=hashlib.sha256(data).hexdigest())
+            # if this fails the temporary file stays; the next run's sweep removes it
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
+    return FileInfo(
+        size=written.st_size,
+        mtime_ns=written.st_mtime_ns,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
-def clean_stale_temporaries(dest: Path) -> int:
-    """Remove the temporary files a killed run left anywhere under ``dest``.
-
-    Call it only while holding the ``DestinationLock``: a running sync's temporary
-    files look exactly like stale ones. Folders are walked without following symbolic
-    links, ``DEST/.fetcher`` is skipped, and only regular files whose name starts with
-    ``TEMP_PREFIX`` are removed.
-
-    Parameters
-    ----------
-    dest : Path
-        The destination folder; a missing one holds nothing to clean.
-
-    Returns
-    -------
-    int
-        How many files were removed.
-
-    Raises
-    ------
-    StoreError
-        A temporary file that cannot be removed; reason ``io-error``, naming it.
-    """
-    removed = 0
-    for top, dirs, files in os.walk(dest):
-        if top == os.fspath(dest) and STATE_DIR in dirs:
-            dirs.remove(STATE_DIR)
-        for name in files:
-            if not name.startswith(TEMP_PREFIX):
-                continue
-            leftover = Path(top, name)
-            try:
-                if not stat.S_ISREG(os.lstat(leftover).st_mode):
-                    continue
-                os.unlink(leftover)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise _io_error(leftover, "remove stale temporary file", exc) from None
-            removed += 1
-    return removed
+def _remove_temporary(folder: int, name: str, shown: Path) -> int:
+    """Unlink the regular file ``name`` in ``folder``: 1 if removed, 0 if not there or not one."""
+    try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
+            return 0
+        os.unlink(name, dir_fd=folder)
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise _io_error(shown, "remove stale temporary file", exc) from None
+    return 1
 
 
 class DestinationLock:
     """Exclusive, non-blocking lock on ``DEST/.fetcher/lock`` for one run.
 
-    ``acquire()`` creates ``DEST/.fetcher`` if needed, takes ``fcntl.flock`` on the lock
-    file and writes this process's pid into it; ``release()`` (or leaving the ``with``
-    block) gives it up. The lock belongs to the open descriptor, which child processes
-    do not inherit; the kernel releases it when the process dies.
+    ``acquire()`` creates the destination and ``DEST/.fetcher`` if needed, opens the
+    destination (:attr:`destination`, held for the whole run), takes ``fcntl.flock``
+    on the lock file, opened through the destination's descriptor, and writes this
+    process's pid into it; ``release()`` (or leaving the ``with`` block) gives both
+    up. The lock belongs to the open descriptor, which child processes do not
+    inherit; the kernel releases it when the process dies.
 
     Parameters
     ----------
     dest : Path
         The destination folder.
+    create : bool
+        True (a run that writes): create the destination, ``.fetcher`` and the lock
+        file if missing, and write the pid. False (a dry run): create nothing and
+        write nothing; if there is no lock file yet, no run ever wrote here and
+        nothing is locked (:attr:`held` stays False).
     """
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, *, create: bool = True) -> None:
         self.dest = dest
         self.path = dest / STATE_DIR / LOCK_NAME
+        self.create = create
+        self.destination: Destination | None = None
         self._fd: int | None = None
 
     @property
@@ -337,8 +578,20 @@ class DestinationLock:
         """True while this object holds the lock."""
         return self._fd is not None
 
-    def acquire(self) -> None:
-        """Take the lock or fail at once.
+    def _not_writable(self, exc: OSError, what: Path) -> StoreError:
+        why = exc.strerror or str(exc)
+        return StoreError(
+            f"destination {str(self.dest)!r} is not writable: cannot create {str(what)!r}: {why}",
+            reason="io-error",
+        )
+
+    def acquire(self) -> Destination:
+        """Open the destination and take the lock, or fail at once.
+
+        Returns
+        -------
+        Destination
+            The destination, held open until ``release()``.
 
         Raises
         ------
@@ -347,22 +600,53 @@ class DestinationLock:
             the message names the destination, the holder's pid and the lock file.
         StoreError
             The destination or its lock file cannot be created or opened (not
-            writable, read-only filesystem...), naming the destination.
+            writable, read-only filesystem, a symbolic link at ``.fetcher``...),
+            naming the destination.
         RuntimeError
             This object already holds the lock.
         """
-        if self._fd is not None:
+        if self.destination is not None:
             raise RuntimeError(f"the lock {str(self.path)!r} is already held by this object")
+        if self.create:
+            try:
+                self.dest.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._not_writable(exc, self.dest) from None
+        destination = Destination.open(self.dest, missing_ok=not self.create)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            self._fd = self._lock(destination)
+        except BaseException:
+            destination.close()
+            raise
+        self.destination = destination
+        _HELD.add(self)
+        return destination
+
+    def _lock(self, destination: Destination) -> int | None:
+        """Open the lock file through the destination's descriptor and flock it."""
+        if not destination.exists:
+            return None
+        assert destination._fd is not None
+        try:
+            if self.create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(STATE_DIR, 0o777, dir_fd=destination._fd)
+            state_dir = os.open(STATE_DIR, _DIR_FLAGS, dir_fd=destination._fd)
+        except FileNotFoundError:
+            if not self.create:
+                return None
+            raise StoreError(f"destination {str(self.dest)!r} vanished") from None
         except OSError as exc:
-            why = exc.strerror or str(exc)
-            raise StoreError(
-                f"destination {str(self.dest)!r} is not writable: cannot create "
-                f"{str(self.path)!r}: {why}",
-                reason="io-error",
-            ) from None
+            raise self._not_writable(exc, self.path.parent) from None
+        try:
+            flags = _LOCK_FLAGS | (os.O_CREAT if self.create else 0)
+            fd = os.open(LOCK_NAME, flags, 0o644, dir_fd=state_dir)
+        except FileNotFoundError:
+            return None  # a dry run where no run ever took the lock
+        except OSError as exc:
+            raise self._not_writable(exc, self.path) from None
+        finally:
+            os.close(state_dir)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -374,23 +658,27 @@ class DestinationLock:
                     f"(pid {holder}, lock file {str(self.path)!r})"
                 ) from None
             raise _io_error(self.path, "lock", exc) from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError as exc:
-            os.close(fd)
-            raise _io_error(self.path, "write", exc) from None
-        self._fd = fd
-        _HELD.add(self)
+        if self.create:
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            except OSError as exc:
+                os.close(fd)
+                raise _io_error(self.path, "write", exc) from None
+        return fd
 
     def release(self) -> None:
-        """Give the lock up; nothing happens if it is not held."""
+        """Give the lock and the destination up; nothing happens if they are not held."""
         fd, self._fd = self._fd, None
+        destination, self.destination = self.destination, None
         _HELD.discard(self)
+        if destination is not None:
+            destination.close()
         if fd is None:
             return
         try:
-            os.ftruncate(fd, 0)  # no stale pid for the next reader; the file itself stays
+            if self.create:
+                os.ftruncate(fd, 0)  # no stale pid for the next reader; the file itself stays
         except OSError:
             pass
         finally:
@@ -465,58 +753,3 @@ def parse_http_date(value: str) -> float | None:
     if not -_MAX_MTIME < stamp < _MAX_MTIME:
         return None
     return stamp
-
-
-def _refuse_path(relpath: str, why: str) -> UnsafePathError:
-    return UnsafePathError(f"path {_short(relpath)} is refused: {why}")
-
-
-def safe_join(dest: Path, relpath: str) -> Path:
-    """Join ``relpath`` under ``dest``, refusing any way out of ``dest``.
-
-    Every existing component below ``dest`` (the file itself included) is checked
-    with ``lstat``: a symbolic link anywhere below ``dest`` is refused, even one that
-    points inside it, since the target would change behind fetcher's back. ``dest``
-    itself may be a link. The joined path, normalised, must lie under ``dest``.
-
-    Parameters
-    ----------
-    dest : Path
-        The destination folder (it need not exist yet).
-    relpath : str
-        A relative path; it is checked with ``clean_relpath`` first.
-
-    Returns
-    -------
-    Path
-        ``dest / relpath`` (not resolved).
-
-    Raises
-    ------
-    UnsafePathError
-        ``relpath`` is refused by ``clean_relpath``, crosses a symbolic link below
-        ``dest``, or leads outside ``dest``.
-    StoreError
-        A component cannot be examined (e.g. permission denied); reason ``io-error``.
-    """
-    clean = clean_relpath(relpath)
-    here = dest
-    for name in clean.split("/"):
-        here = here / name
-        try:
-            mode = os.lstat(here).st_mode
-        except FileNotFoundError:
-            break
-        except OSError as exc:  # e.g. a component that is a file, not a folder
-            if exc.errno == errno.ENOTDIR:  # nothing can exist below a file
-                break
-            raise StoreError(f"cannot check {str(here)!r} for {_short(relpath)}: {exc}") from None
-        if stat.S_ISLNK(mode):
-            raise _refuse_path(relpath, f"{str(here)!r} is a symbolic link")
-    # With no link below dest, a lexical check is exact; resolve() would lstat every
-    # component from / again. It repeats clean_relpath's refusal of "..", in case a
-    # future change to the cleaning lets one through.
-    root = os.path.abspath(dest)
-    if not os.path.normpath(os.path.join(root, clean)).startswith(root.rstrip("/") + "/"):
-        raise _refuse_path(relpath, f"it leads outside {root!r}")
-    return dest / clean

@@ -6,7 +6,6 @@ import hashlib
 import os
 import random
 import unicodedata
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -233,32 +232,6 @@ def test_path_key_ignores_case_and_normal_form(name: str) -> None:
         if unicodedata.normalize("NFC", variant) == unicodedata.normalize("NFC", name):
             assert path_key(variant) == path_key(name)
     assert path_key(name.upper()) == path_key(name.upper().lower())
-
-
-@pytest.fixture(scope="module")
-def dest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dest")
-
-
-URLISH = st.from_regex(
-    r"(https?|HTTP|ftp)://([a-zA-Z0-9.-]{0,12}|\[[0-9a-f:]{0,8}\])(:[0-9]{0,6})?"
-    r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}|\.\.|[^\x00-\x7f]){0,12}){0,6}"
-    r"(\?[^# ]{0,10})?(#.{0,5})?",
-    fullmatch=True,
-)
-
-
-SEGMENT = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40
-) | st.sampled_from([".", "..", "%2e%2e", "CON", ".fetcher", ".fetcher-tmp-1", "é" * 200])
-
-
-BUILT_URL = st.builds(
-    lambda host, segs, q: "http://" + host + "/" + "/".join(segs) + q,
-    st.sampled_from(["h", "a.example", "127.0.0.1:81", "[::1]", ".fetcher", "con"]),
-    st.lists(SEGMENT, max_size=8),
-    st.sampled_from(["", "?", "?a=1", "?a=%00"]),
-)
 
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

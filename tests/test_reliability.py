@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import encode
+from conftest import encode, swapping_for_a_link
 from origin import Origin
 from PIL import Image
 
@@ -497,18 +497,19 @@ class DiskFaults:
 
     write: dict[Path, int]  # os.write on files opened in the folder
     fsync: dict[Path, int]
-    create: dict[Path, int]  # os.open with O_CREAT in the folder
+    create: dict[Path, int]  # os.open with O_CREAT in the folder (by path or folder descriptor)
     read: dict[Path, int]  # os.open read-only of a file in the folder
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         real_open, real_write, real_fsync = os.open, os.write, os.fsync
         fd_folder: dict[int, Path] = {}
 
-        def folder_of(path: Any) -> Path:
-            return Path(os.fsdecode(path)).parent
+        def folder_of(path: Any, dir_fd: int | None) -> Path:
+            base = Path(os.readlink(f"/proc/self/fd/{dir_fd}")) if dir_fd is not None else Path()
+            return (base / os.fsdecode(path)).parent
 
         def fake_open(path: Any, flags: int, mode: int = 0o777, *, dir_fd: Any = None) -> int:
-            folder = folder_of(path)
+            folder = folder_of(path, dir_fd)
             writing = flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR)
             table = self.create if writing else self.read
             if folder in table and not flags & os.O_DIRECTORY:
@@ -889,6 +890,28 @@ def test_a_planted_symlink_is_never_written_through(
     assert victim.read_bytes() == b"precious"
     assert sorted(p.name for p in outside.iterdir()) == ["victim.png"]
     assert (dest / "a.png").is_symlink() and (dest / "linked").is_symlink()
+
+
+def test_a_folder_swapped_for_a_symlink_during_a_sync_never_redirects_a_write(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """A thread swaps ``dest/d`` for a link to a folder outside, again and again, mid-run."""
+    bodies = {f"d/{i:03d}.png": tiny_png(i) for i in range(400)}
+    for rel, body in bodies.items():
+        origin.publish("/" + rel, body)
+    lines = [f"{origin.url(rel)} {rel}" for rel in bodies]
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    (dest / "d").mkdir(parents=True)
+    outside.mkdir()
+    with swapping_for_a_link(dest / "d", outside) as swaps:
+        report, results = run_lib(lines, dest, write_config(tmp_path / "c.toml"))
+    assert swaps[0] > 0
+    assert list(outside.rglob("*")) == []  # not one file through the link
+    assert report.total == len(bodies)
+    assert {r.reason for r in results if not r.ok} <= {"unsafe-path", "io-error"}
+    written = {p.name: p.read_bytes() for p in dest.rglob("*.png")}
+    assert len(written) == report.counts["new"]
+    assert all(body == bodies[f"d/{name}"] for name, body in written.items())
 
 
 def test_hostile_names_end_safely_inside_the_destination(

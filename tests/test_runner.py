@@ -27,6 +27,7 @@ from fetcher.mirror import sync, sync_one
 from fetcher.report import Result
 from fetcher.runner import CompareCrashed, CpuPool
 from fetcher.state import State
+from fetcher.store import Destination
 
 REPO = Path(__file__).resolve().parents[1]
 FAST: dict[str, dict[str, Any]] = {
@@ -121,14 +122,14 @@ def test_an_unexpected_exception_fails_its_url_as_internal(
 ) -> None:
     for name in ("/a.png", "/b.png", "/c.png"):
         origin.publish(name, png(len(name)))
-    real_write = fetcher.ladder.atomic_write
+    real_write = Destination.write
 
-    def write(target: Path, body: bytes, **kw: Any) -> Any:
-        if target.name == "b.png":
+    def write(root: Destination, relpath: str, body: bytes, **kw: Any) -> Any:
+        if relpath.endswith("/b.png"):
             raise RuntimeError("boom\nsecond line")
-        return real_write(target, body, **kw)
+        return real_write(root, relpath, body, **kw)
 
-    monkeypatch.setattr(fetcher.ladder, "atomic_write", write)
+    monkeypatch.setattr(Destination, "write", write)
     lines = [origin.url(p) for p in ("/a.png", "/b.png", "/c.png")]
     report, seen = run(lines, tmp_path / "d", config())
     by = {r.url: r for r in seen}
@@ -147,9 +148,7 @@ def test_the_cli_prints_one_line_for_an_internal_failure_and_the_traceback_with_
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     origin.publish("/a.png", png(1))
-    monkeypatch.setattr(
-        fetcher.ladder, "atomic_write", lambda *a, **k: (_ for _ in ()).throw(KeyError("k"))
-    )
+    monkeypatch.setattr(Destination, "write", lambda *a, **k: (_ for _ in ()).throw(KeyError("k")))
     urls = tmp_path / "urls.txt"
     urls.write_text(origin.url("/a.png") + "\n")
     assert main(["sync", str(urls), "--dest", str(tmp_path / "d"), "--no-progress"]) == 1

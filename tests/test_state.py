@@ -14,7 +14,7 @@ import pytest
 
 from fetcher.errors import StateError
 from fetcher.state import BATCH_SIZE, SCHEMA_VERSION, Record, State
-from fetcher.store import FileInfo, atomic_write, file_info
+from fetcher.store import Destination, FileInfo
 
 
 def record(n: int = 0, **changes: object) -> Record:
@@ -296,6 +296,16 @@ def test_wrong_columns(db: Path) -> None:
 
 
 # --- validators are only used for the file fetcher left ---------------------------------
+
+
+def atomic_write(path: Path, data: bytes, *, mtime: float | None = None) -> FileInfo:
+    with Destination.open(path.parent) as root:
+        return root.write(path.name, data, mtime=mtime)
+
+
+def file_info(path: Path) -> FileInfo | None:
+    with Destination.open(path.parent) as root:
+        return root.stat(path.name)
 
 
 def written(dest: Path, name: str, data: bytes) -> tuple[Record, FileInfo]:

@@ -6,6 +6,7 @@ import calendar
 import errno
 import hashlib
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -17,21 +18,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import BUILT_URL, SEGMENT, URLISH, swapping_for_a_link
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fetcher import store
-from fetcher.errors import LockError, StoreError
+from fetcher.errors import LockError, StoreError, UnsafePathError, UrlError
+from fetcher.paths import clean_relpath, url_to_path
 from fetcher.store import (
     STATE_DIR,
     TEMP_PREFIX,
+    Destination,
     DestinationLock,
-    atomic_write,
-    clean_stale_temporaries,
-    file_info,
+    FileInfo,
+    Snapshot,
     parse_http_date,
-    read_file,
 )
+from fetcher.urllist import validate_url
 
 REPO = Path(__file__).resolve().parents[1]
 # RFC 9110 section 5.6.7's example date, computed independently of the parser.
@@ -40,6 +42,39 @@ EXAMPLE_STAMP = calendar.timegm((1994, 11, 6, 8, 49, 37, 0, 0, 0))
 
 def temporaries(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob(f"{TEMP_PREFIX}*")]
+
+
+def atomic_write(path: Path, data: bytes, *, mtime: float | None = None) -> FileInfo:
+    """Write ``path`` through a Destination opened on the test's ``tmp_path``."""
+    root, rel = _split(path)
+    root.mkdir(parents=True, exist_ok=True)
+    with Destination.open(root) as dest:
+        return dest.write(rel, data, mtime=mtime)
+
+
+def read_file(path: Path) -> bytes | None:
+    snapshot = read_snapshot(path)
+    return None if snapshot is None else snapshot.data
+
+
+def read_snapshot(path: Path) -> Snapshot | None:
+    root, rel = _split(path)
+    with Destination.open(root) as dest:
+        return dest.read(rel)
+
+
+def file_info(path: Path) -> FileInfo | None:
+    root, rel = _split(path)
+    with Destination.open(root) as dest:
+        return dest.stat(rel)
+
+
+def _split(path: Path) -> tuple[Path, str]:
+    """The test's ``tmp_path`` (a folder in ``.../pytest-N/``) and ``path`` relative to it."""
+    for parent in path.parents:
+        if re.fullmatch(r"pytest-\d+", parent.parent.name):
+            return parent, str(path.relative_to(parent))
+    raise AssertionError(f"{path} is not under a pytest tmp_path")
 
 
 # --- atomic_write: the happy path -------------------------------------------------------
@@ -63,7 +98,7 @@ def test_atomic_write_sets_mtime(tmp_path: Path) -> None:
     expected_ns = EXAMPLE_STAMP * 10**9 + 500_000_000
     assert target.stat().st_mtime_ns == expected_ns
     assert info.mtime_ns == expected_ns
-    assert file_info(target) == store.FileInfo(size=1, mtime_ns=expected_ns, sha256="")
+    assert file_info(target) == FileInfo(size=1, mtime_ns=expected_ns, sha256="")
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1e19])
@@ -245,9 +280,9 @@ def test_atomic_write_refuses_symlink_at_target(tmp_path: Path) -> None:
     dest.mkdir()
     link = dest / "img.png"
     link.symlink_to(outside)
-    with pytest.raises(StoreError, match="symbolic link") as caught:
+    with pytest.raises(UnsafePathError, match="symbolic link") as caught:
         atomic_write(link, b"attack")
-    assert caught.value.reason == "io-error"
+    assert caught.value.reason == "unsafe-path"
     assert outside.read_bytes() == b"precious"
     assert link.is_symlink()
     assert temporaries(dest) == []
@@ -256,7 +291,7 @@ def test_atomic_write_refuses_symlink_at_target(tmp_path: Path) -> None:
 def test_dangling_symlink_is_not_written_through(tmp_path: Path) -> None:
     link = tmp_path / "img.png"
     link.symlink_to(tmp_path / "would-be-created")
-    with pytest.raises(StoreError, match="symbolic link"):
+    with pytest.raises(UnsafePathError, match="symbolic link"):
         atomic_write(link, b"x")
     assert not (tmp_path / "would-be-created").exists()
 
@@ -264,9 +299,9 @@ def test_dangling_symlink_is_not_written_through(tmp_path: Path) -> None:
 def test_read_and_stat_refuse_symlink(tmp_path: Path) -> None:
     (tmp_path / "real").write_bytes(b"secret")
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    with pytest.raises(StoreError, match="symbolic link"):
+    with pytest.raises(UnsafePathError, match="symbolic link"):
         read_file(tmp_path / "link")
-    with pytest.raises(StoreError, match="symbolic link"):
+    with pytest.raises(UnsafePathError, match="symbolic link"):
         file_info(tmp_path / "link")
 
 
@@ -296,7 +331,7 @@ def test_read_file(tmp_path: Path) -> None:
 
 def test_read_file_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "f").write_bytes(b"x")
-    inject(monkeypatch, "open", errno.EACCES)
+    inject(monkeypatch, "open", errno.EACCES, only=lambda path, *a, **k: os.fsdecode(path) == "f")
     with pytest.raises(StoreError, match="Permission denied") as caught:
         read_file(tmp_path / "f")
     monkeypatch.undo()
@@ -308,13 +343,18 @@ def test_file_info(tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"12345")
     os.utime(target, ns=(1, 123_456_789_012_345_678))
-    assert file_info(target) == store.FileInfo(size=5, mtime_ns=123_456_789_012_345_678, sha256="")
+    assert file_info(target) == FileInfo(size=5, mtime_ns=123_456_789_012_345_678, sha256="")
 
 
 # --- stale temporary files ---------------------------------------------------------------
 
 
-def test_clean_stale_temporaries(tmp_path: Path) -> None:
+def sweep(dest: Path) -> int:
+    with Destination.open(dest, missing_ok=True) as root:
+        return root.sweep()
+
+
+def test_sweep_removes_stale_temporaries_only(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     (dest / "a" / "b").mkdir(parents=True)
     (dest / STATE_DIR).mkdir()
@@ -336,22 +376,22 @@ def test_clean_stale_temporaries(tmp_path: Path) -> None:
     (outside / f"{TEMP_PREFIX}9").write_bytes(b"not ours")
     (dest / "linked").symlink_to(outside)  # links are not followed
 
-    assert clean_stale_temporaries(dest) == 3
+    assert sweep(dest) == 3
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in keep)
     assert (dest / f"{TEMP_PREFIX}folder").is_dir()
     assert (outside / f"{TEMP_PREFIX}9").exists()
-    assert clean_stale_temporaries(dest) == 0
-    assert clean_stale_temporaries(tmp_path / "missing") == 0
+    assert sweep(dest) == 0
+    assert sweep(tmp_path / "missing") == 0
 
 
-def test_clean_stale_temporaries_unremovable(
+def test_sweep_names_an_unremovable_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / f"{TEMP_PREFIX}1").write_bytes(b"x")
     inject(monkeypatch, "unlink", errno.EACCES)
     with pytest.raises(StoreError, match=f"{TEMP_PREFIX}1.*Permission denied"):
-        clean_stale_temporaries(tmp_path)
+        sweep(tmp_path)
 
 
 # --- the destination lock ----------------------------------------------------------------
@@ -440,6 +480,200 @@ def test_lock_destination_not_writable(
     monkeypatch.undo()
     assert not isinstance(caught.value, LockError)
     assert str(tmp_path) in str(caught.value)
+
+
+# --- the walk: every path below the destination through folder descriptors -------------
+
+
+def test_paths_below_the_destination_are_walked_and_folders_made(tmp_path: Path) -> None:
+    with Destination.open(tmp_path) as root:
+        assert root.stat("a/b.jpg") is None and root.read("a/b.jpg") is None
+        info = root.write("a/b.jpg", b"x")
+        assert (tmp_path / "a" / "b.jpg").read_bytes() == b"x"
+        assert root.stat("a/b.jpg") == FileInfo(info.size, info.mtime_ns, "")
+        snapshot = root.read("a/b.jpg")
+        assert snapshot is not None and snapshot.data == b"x" and snapshot.info == info
+
+
+def test_a_planted_symlink_at_a_folder_or_file_is_refused(tmp_path: Path) -> None:
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (outside / "victim.jpg").write_bytes(b"precious")
+    (dest / "host").symlink_to(outside, target_is_directory=True)
+    (dest / "b").mkdir()
+    (dest / "b" / "victim.jpg").symlink_to(outside / "victim.jpg")
+    with Destination.open(dest) as root:
+        for rel in ("host/a.jpg", "host/victim.jpg", "b/victim.jpg"):
+            for call in (root.stat, root.read, lambda r: root.write(r, b"attack")):
+                with pytest.raises(UnsafePathError, match="symbolic link") as caught:
+                    call(rel)
+                assert caught.value.reason == "unsafe-path"
+    assert sorted(p.name for p in outside.iterdir()) == ["victim.jpg"]
+    assert (outside / "victim.jpg").read_bytes() == b"precious"
+
+
+def test_a_link_inside_is_refused_and_a_linked_destination_is_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    (real / "inner").mkdir(parents=True)
+    (real / "alias").symlink_to(real / "inner", target_is_directory=True)
+    with Destination.open(real) as root, pytest.raises(UnsafePathError, match="symbolic link"):
+        root.write("alias/a.jpg", b"x")
+    link = tmp_path / "dest-link"
+    link.symlink_to(real, target_is_directory=True)
+    with Destination.open(link) as root:
+        root.write("inner/a.jpg", b"x")
+    assert (real / "inner" / "a.jpg").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    "bad", ["../x.jpg", "/etc/passwd", "a//b", "./a", "a\x00b", ".fetcher/lock", "a/.fetcher-tmp-1"]
+)
+def test_the_store_refuses_names_that_leave_a_folder_or_are_its_own(
+    tmp_path: Path, bad: str
+) -> None:
+    with Destination.open(tmp_path) as root:
+        for call in (root.stat, root.read, lambda r: root.write(r, b"x")):
+            with pytest.raises(UnsafePathError, match="refused"):
+                call(bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_where_a_folder_should_be_is_an_io_error(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"")
+    with Destination.open(tmp_path) as root:
+        for call in (root.stat, root.read, lambda r: root.write(r, b"x")):
+            with pytest.raises(StoreError, match="not a folder") as caught:
+                call("f/x.jpg")
+            assert caught.value.reason == "io-error"
+            assert str(tmp_path / "f") in str(caught.value)
+    assert (tmp_path / "f").read_bytes() == b""
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder")
+def test_an_unreadable_folder_is_an_io_error(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        with Destination.open(tmp_path) as root, pytest.raises(StoreError) as info:
+            root.stat("locked/a/b.jpg")
+        assert info.value.reason == "io-error"
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_relative_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    for dest in (".", "d", "d/", "d/../d"):
+        with Destination.open(dest) as root:
+            root.write("a/b.jpg", dest.encode())
+            assert (Path(dest) / "a" / "b.jpg").read_bytes() == dest.encode()
+
+
+def test_a_missing_destination_holds_nothing_and_is_never_created(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(StoreError, match="missing"):
+        Destination.open(missing)
+    with Destination.open(missing, missing_ok=True) as root:
+        assert not root.exists
+        assert root.stat("a/b.jpg") is None and root.read("a/b.jpg") is None
+        assert root.sweep() == 0
+        with pytest.raises(StoreError, match="does not exist"):
+            root.write("a/b.jpg", b"x")
+    assert not missing.exists()
+
+
+def test_a_folder_swapped_for_a_symlink_mid_walk_is_never_followed(tmp_path: Path) -> None:
+    """A thread swaps the folder ``d`` for a link to ``outside`` while 300 files are written."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    (dest / "d").mkdir(parents=True)
+    outside.mkdir()
+    refused = 0
+    with Destination.open(dest) as root, swapping_for_a_link(dest / "d", outside) as swaps:
+        for i in range(300):
+            try:
+                root.write(f"d/{i:03d}.png", b"%d" % i)
+            except (UnsafePathError, StoreError):
+                refused += 1
+    assert swaps[0] > 0
+    assert list(outside.iterdir()) == []  # nothing, ever, through the link
+    written = {p.name: p.read_bytes() for p in dest.rglob("*.png")}
+    assert len(written) == 300 - refused
+    assert all(body == b"%d" % int(name[:3]) for name, body in written.items())
+
+
+def assert_inside(dest: Path, rel: str) -> None:
+    """The invariants of a path written below the destination."""
+    path = Path(rel)
+    assert not path.is_absolute()
+    assert path.parts and ".." not in path.parts and "." not in path.parts
+    assert "\x00" not in rel
+    assert all(len(part.encode("utf-8")) <= 255 for part in path.parts)
+    assert (dest / rel).resolve().is_relative_to(dest.resolve())
+    assert path.parts[0].casefold() != ".fetcher"
+    assert not any(p.casefold().startswith(".fetcher-tmp-") for p in path.parts)
+
+
+@pytest.fixture(scope="module")
+def dest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dest")
+
+
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+def write_or_refuse(dest: Path, rel: str) -> bool:
+    """Write ``rel`` below ``dest``: True if written (and then found there), False if refused."""
+    try:
+        with Destination.open(dest) as root:
+            root.write(rel, rel.encode("utf-8", "surrogatepass"))
+    except UnsafePathError as exc:
+        assert exc.reason == "unsafe-path"
+        return False
+    except StoreError as exc:  # a file where an earlier example made a folder, a long name
+        assert exc.reason == "io-error" and str(dest) in str(exc), exc
+        return False
+    assert (dest / rel).read_bytes() == rel.encode("utf-8", "surrogatepass")
+    return True
+
+
+@SETTINGS
+@given(path=st.text(max_size=60) | st.lists(SEGMENT, min_size=1, max_size=6).map("/".join))
+def test_any_list_path_is_refused_or_lands_inside(dest: Path, path: str) -> None:
+    try:
+        rel = clean_relpath(path)
+    except UnsafePathError:
+        return
+    assert clean_relpath(rel) == rel
+    if write_or_refuse(dest, rel):
+        assert_inside(dest, rel)
+
+
+@SETTINGS
+@given(url=st.text(max_size=80) | URLISH | BUILT_URL, layout=st.sampled_from(["host/path", "path"]))
+def test_any_url_is_refused_or_lands_inside(dest: Path, url: str, layout: str) -> None:
+    try:
+        rel = url_to_path(validate_url(url), layout=layout)
+    except UrlError as exc:
+        assert exc.reason == "bad-url"
+        return
+    assert clean_relpath(rel) == rel  # derived paths are already clean
+    if write_or_refuse(dest, rel):
+        assert_inside(dest, rel)
+
+
+@SETTINGS
+@given(path=st.text(max_size=60) | st.lists(SEGMENT, min_size=1, max_size=6).map("/".join))
+def test_the_store_alone_keeps_any_path_inside(dest: Path, path: str) -> None:
+    """Even a path the list reader never checked cannot leave the destination."""
+    if path and write_or_refuse(dest, path):
+        assert_inside(dest, path)
 
 
 # --- HTTP dates --------------------------------------------------------------------------

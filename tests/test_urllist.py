@@ -6,9 +6,9 @@ import time
 import tracemalloc
 import unicodedata
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from conftest import BUILT_URL, URLISH
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -184,32 +184,6 @@ def test_read_entries_streams_100k_lines_with_1_percent_garbage() -> None:
     assert len(good) == n - n // 100
     assert len({e.path for e in good}) == len(good)
     assert elapsed < 20
-
-
-@pytest.fixture(scope="module")
-def dest(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dest")
-
-
-URLISH = st.from_regex(
-    r"(https?|HTTP|ftp)://([a-zA-Z0-9.-]{0,12}|\[[0-9a-f:]{0,8}\])(:[0-9]{0,6})?"
-    r"(/([A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2}|\.\.|[^\x00-\x7f]){0,12}){0,6}"
-    r"(\?[^# ]{0,10})?(#.{0,5})?",
-    fullmatch=True,
-)
-
-
-SEGMENT = st.text(
-    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=40
-) | st.sampled_from([".", "..", "%2e%2e", "CON", ".fetcher", ".fetcher-tmp-1", "é" * 200])
-
-
-BUILT_URL = st.builds(
-    lambda host, segs, q: "http://" + host + "/" + "/".join(segs) + q,
-    st.sampled_from(["h", "a.example", "127.0.0.1:81", "[::1]", ".fetcher", "con"]),
-    st.lists(SEGMENT, max_size=8),
-    st.sampled_from(["", "?", "?a=1", "?a=%00"]),
-)
 
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
