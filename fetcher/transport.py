@@ -216,7 +216,7 @@ class _Handle:
         self.status = 0
         self.phrase = ""
         self.received = 0
-        self.limit = config.max_bytes
+        self.cap = self.limit = config.max_bytes
         self.stop = ""  # why the write callback ended the transfer: "too-large", "discard"
         c.setopt(pycurl.NOSIGNAL, 1)
         c.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
@@ -241,7 +241,7 @@ class _Handle:
         self.status = 0
         self.phrase = ""
         self.received = 0
-        self.limit = cap
+        self.cap = self.limit = cap
         self.stop = ""
 
     # libcurl callbacks: they must never raise (pycurl would print and abort)
@@ -251,8 +251,7 @@ class _Handle:
             self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
             self.phrase = _decode(parts[2]).strip() if len(parts) > 2 else ""
             self.headers = {}  # a 1xx before the real answer
-            if not 200 <= self.status < 300:
-                self.limit = min(self.limit, DISCARD)
+            self.limit = self.cap if 200 <= self.status < 300 else min(self.cap, DISCARD)
             return
         name, sep, value = line.partition(b":")
         if sep:

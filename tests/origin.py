@@ -233,7 +233,8 @@ class Origin:
           UTF-8 bytes, as some servers do.
         - ``negative-chunk``: a chunked 200 whose first chunk size is ``-5``.
         - ``raw-headers``: status 200 and ``headers``, a list of ``(name, bytes)`` written
-          as raw bytes, then ``body`` (default the published body).
+          as raw bytes, then ``body`` (default the published body); with
+          ``continue_first`` a ``100 Continue`` answer comes first.
         - ``reset``: close the socket abruptly (SO_LINGER 0 sends RST).
         - ``gzip-bomb``: Content-Encoding gzip, ``size`` decoded bytes (default 64 MiB).
         - ``redirect``: ``location`` (default: the path itself, a loop), ``code`` (302).
@@ -520,6 +521,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             lines = b"".join(
                 name.encode("ascii") + b": " + value + b"\r\n" for name, value in opts["headers"]
             )
+            if opts.get("continue_first"):
+                self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.write(
                 b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n" % (lines, len(body))
             )

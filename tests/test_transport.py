@@ -61,6 +61,13 @@ def test_an_error_page_is_not_kept_but_its_status_is(origin: Origin, kind: str, 
     assert engine.send(Exchange(origin.url("/a.png"), {}, 30.0)).body == PNG
 
 
+def test_a_100_continue_before_the_answer_changes_nothing(origin: Origin, kind: str) -> None:
+    body = bytes(range(256)) * 1024  # 256 KiB: more than an error page's allowance
+    origin.fault("/c.png", "raw-headers", headers=[], body=body, continue_first=True)
+    reply = make(kind).send(Exchange(origin.url("/c.png"), {}, 30.0))
+    assert (reply.status, reply.body) == (200, body)
+
+
 def test_a_negative_chunk_size_is_a_transient_connection_error(origin: Origin, kind: str) -> None:
     origin.fault("/neg.png", "negative-chunk")
     with pytest.raises(FetchConnectionError) as info:
