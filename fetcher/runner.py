@@ -54,6 +54,12 @@ def _worker_start() -> None:
     threading.Thread(target=watch, name="fetcher-orphan-watch", daemon=True).start()
 
 
+#: How worker processes are started once the run has threads (fork is unsafe then).
+_RESTART_METHOD = (
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
+
+
 class CpuPool:
     """Worker processes for the CPU-bound rungs (decoding and similarity).
 
@@ -68,9 +74,9 @@ class CpuPool:
     itself within a quarter of a second.
 
     A worker that dies (a decoder crash, the OOM killer) breaks the pool: it is rebuilt
-    (from a forkserver, since the run has threads by then) and the compares that were
-    in flight are tried once more; a compare whose worker dies twice raises
-    :class:`CompareCrashed` (its URL fails as ``internal``).
+    (from a forkserver, since the run has threads by then) and each compare that was in
+    flight is tried once more, in a process of its own; a compare whose worker dies
+    there too raises :class:`CompareCrashed` (its URL fails as ``internal``).
     """
 
     def __init__(self, size: int) -> None:
@@ -88,25 +94,31 @@ class CpuPool:
 
     def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(*args)`` in a worker process; its exception (e.g. DecodeError) is raised here."""
-        for _ in range(2):
-            with self._lock:
-                pool, generation = self._pool, self._generation
+        with self._lock:
+            pool, generation = self._pool, self._generation
+        try:
+            return pool.submit(fn, *args).result()
+        except cf.process.BrokenProcessPool:
+            self._rebuild(generation)
+        # A worker died while this compare was in flight: its own, or another one's. Try it
+        # once more in a process of its own, so that an image that kills its worker again
+        # takes no other compare with it.
+        context = multiprocessing.get_context(_RESTART_METHOD)
+        with cf.ProcessPoolExecutor(1, mp_context=context, initializer=_worker_start) as alone:
             try:
-                return pool.submit(fn, *args).result()
+                return alone.submit(fn, *args).result()
             except cf.process.BrokenProcessPool:
-                self._rebuild(generation)
-        raise CompareCrashed(
-            "the compare worker process died twice on this image (a decoder crash or the OOM"
-            " killer); the pool was rebuilt"
-        )
+                raise CompareCrashed(
+                    "the compare worker process died twice on this image (a decoder crash or"
+                    " the OOM killer); the pool was rebuilt"
+                ) from None
 
     def _rebuild(self, generation: int) -> None:
         with self._lock:
             if self._generation != generation or self._closed:
                 return  # another thread rebuilt it already (or the run is ending)
             broken = self._pool
-            methods = multiprocessing.get_all_start_methods()
-            self._pool = self._start("forkserver" if "forkserver" in methods else "spawn")
+            self._pool = self._start(_RESTART_METHOD)
             self._generation += 1
         broken.shutdown(wait=False, cancel_futures=True)
 
