@@ -44,6 +44,7 @@ class SyncConfig:
         metadata={"check": lambda v: v in ("host/path", "path"), "want": '"host/path" or "path"'},
     )
     state: str = field(default="", metadata={"want": "a path (empty: DEST/.fetcher/state.sqlite3)"})
+    state_timeout: float = field(default=10.0, metadata={"check": _positive, "want": "seconds > 0"})
     processes: bool = True
     remote_time: bool = True
     scheduler: str = field(default="", metadata={"want": 'empty, "local" or tcp://HOST:PORT'})

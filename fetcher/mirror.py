@@ -18,7 +18,7 @@ from .paths import STATE_DIR
 from .report import Report, ReportWriter, Result
 from .runner import cluster_executor, run
 from .state import State
-from .store import DestinationLock
+from .store import Destination, DestinationLock
 from .urllist import BadLine, Entry, read_entries, validate_url
 
 if TYPE_CHECKING:
@@ -98,6 +98,21 @@ def _entries(
     return read_entries((_as_line(item) for item in urls), layout=layout)
 
 
+def _while_in_place(
+    entries: Iterator[Entry | BadLine], root: Destination
+) -> Iterator[Entry | BadLine]:
+    """The entries, as long as the destination is still where the run locked it.
+
+    If the destination (or a folder above it) is removed or moved mid-run, the lock at
+    its path keeps nobody out any more: a new run could lock a new folder there. The
+    run stops before its next URL (``StoreError``, exit 2); writes already under way go
+    through the held descriptor, so none re-creates the old path.
+    """
+    for entry in entries:
+        root.check()
+        yield entry
+
+
 def sync(
     urls: Iterable[str | Entry | tuple[str, str | None]],
     dest: str | os.PathLike[str],
@@ -171,9 +186,9 @@ def sync(
         state_path = (
             Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
         )
-        with State.open(state_path) as state:
+        with State.open(state_path, timeout=config.sync.state_timeout) as state:
             run(
-                _entries(urls, config.sync.layout),
+                _while_in_place(_entries(urls, config.sync.layout), root),
                 root,
                 config,
                 state,

@@ -559,7 +559,7 @@ def _job(entry: Entry, dest: str, state: State, *, force: bool, dry_run: bool) -
         path=entry.path,
         dest=dest,
         line=entry.line,
-        record=state.get(entry.url),
+        record=state.get(entry.url, entry.path),
         force=force,
         dry_run=dry_run,
     )

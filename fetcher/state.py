@@ -1,17 +1,27 @@
-"""The state kept between runs: per URL, its validators and what fetcher last left on disk.
+"""The state kept between runs: per URL and path, its validators and what fetcher left on disk.
 
 One SQLite file, ``DEST/.fetcher/state.sqlite3`` by default, in WAL mode, with one
-table ``records`` keyed by URL (and indexed by path). The schema is versioned with
-``PRAGMA user_version``. A file that cannot be used (not a database, corrupted,
-truncated, written by a newer fetcher) is a ``StateError`` naming the file; it is
-never reset behind the user's back. The one exception is a zero-byte file with no
-``-wal`` beside it: SQLite writes nothing until the first commit, so such a file has
-never held a record (a run killed while creating it) and is initialised.
+table ``records`` keyed by (URL, path): the same URL listed for two paths has a record
+for each. The schema is versioned with ``PRAGMA user_version``; a state of schema 1
+(keyed by URL alone) is migrated in place when it is opened for writing. A file that
+cannot be used (not a database, corrupted, truncated, written by a newer fetcher) is
+a ``StateError`` naming the file; it is never reset behind the user's back. The one
+exception is a zero-byte file with no ``-wal`` beside it: SQLite writes nothing until
+the first commit, so such a file has never held a record (a run killed while
+creating it) and is initialised.
 
 Safety does not depend on the state being complete: validators are only used when
-the file on disk still has the size and mtime recorded for it (``validators_for``),
-and a record is only written after its file is durably on disk, so a lost or stale
-record costs a full download, never a wrong ``unchanged``.
+the file on disk still has the size and mtime recorded for it (``Record.describes``),
+a record's size, mtime and digest describe the same bytes (``store.Snapshot``), and a
+record is only written after its file is durably on disk, so a lost or stale record
+costs a full download, never a wrong ``unchanged``.
+
+Another process holding the database (a backup, an ``sqlite3`` shell) is waited for,
+up to ``timeout`` seconds per attempt (SQLite's busy timeout). Opening for writing
+takes and drops the write lock once, so a state held by someone else stops the run
+before it writes any file. Later, a batch that still finds the database busy stays
+pending and is committed with a later one; only the last commit (``close``) fails if
+the database stays busy, naming how many results it could not record.
 
 Writes are buffered and committed in batches (every ``BATCH_SIZE`` puts or
 ``BATCH_SECONDS``), and on ``flush()``/``close()``. A ``State`` belongs to the thread
@@ -31,11 +41,23 @@ from types import TracebackType
 from .errors import StateError
 from .store import FileInfo
 
-__all__ = ["BATCH_SECONDS", "BATCH_SIZE", "SCHEMA_VERSION", "Record", "State", "next_record"]
+__all__ = [
+    "BATCH_SECONDS",
+    "BATCH_SIZE",
+    "BUSY_TIMEOUT",
+    "SCHEMA_VERSION",
+    "Record",
+    "State",
+    "next_record",
+]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BATCH_SIZE = 200
 BATCH_SECONDS = 1.0
+#: Seconds to wait for another process holding the database, per attempt.
+BUSY_TIMEOUT = 10.0
+#: Results kept pending while the database stays busy before the run must stop.
+MAX_PENDING = 50 * BATCH_SIZE
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # Misuse of the connection (e.g. from another thread) is a bug, not a state fault.
@@ -85,9 +107,9 @@ class Record:
 
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(Record))
-_SCHEMA = """
-CREATE TABLE records (
-    url TEXT PRIMARY KEY NOT NULL,
+_TABLE = """
+CREATE TABLE {name} (
+    url TEXT NOT NULL,
     path TEXT NOT NULL,
     etag TEXT,
     last_modified TEXT,
@@ -97,15 +119,34 @@ CREATE TABLE records (
     outcome TEXT NOT NULL,
     reason TEXT NOT NULL,
     checked REAL NOT NULL,
-    changed REAL
+    changed REAL,
+    PRIMARY KEY (url, path)
 );
-CREATE INDEX records_path ON records (path);
 """
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM records WHERE url = ?"
+_SCHEMA = _TABLE.format(name="records")
+# Schema 1 keyed records by URL alone (one record for a URL listed with two paths).
+_MIGRATE_FROM_1 = f"""
+{_TABLE.format(name="records_2")}
+INSERT INTO records_2 SELECT {", ".join(_COLUMNS)} FROM records;
+DROP TABLE records;
+ALTER TABLE records_2 RENAME TO records;
+"""
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM records WHERE url = ? AND path = ?"
 _UPSERT = (
     f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
+
+
+class _StateBusy(StateError):
+    """Another process held the database longer than the busy timeout."""
+
+
+def _held_by_another(path: Path, timeout: float) -> str:
+    return (
+        f"state file {str(path)!r} is held by another process (waited {timeout:g} s; "
+        "raise [sync] state_timeout to wait longer)"
+    )
 
 
 def _unusable(path: Path, why: str) -> StateError:
@@ -129,8 +170,11 @@ def _check_header(path: Path) -> None:
         raise _unusable(path, "it is truncated")
 
 
-def _prepare(conn: sqlite3.Connection, path: Path) -> None:
-    """Check version, integrity and tables, then switch to WAL and create the schema if new."""
+def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> bool:
+    """Check version, integrity and tables; for writing, switch to WAL, create or migrate.
+
+    Returns False for a read-only open of a file that holds no state yet.
+    """
     # 1 MiB of page cache (SQLite's default is 2), set first so the integrity check of a
     # big state stays within it too: a run looks each URL up once, so a bigger cache
     # buys little and would make a long list's run hold more memory.
@@ -152,6 +196,8 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     have = [row[1] for row in conn.execute("PRAGMA table_info(records)")]
     if version > 0 and tuple(have) != _COLUMNS:
         raise _unusable(path, "its records table does not have the columns of this schema")
+    if readonly:
+        return int(version) > 0  # schema 1 reads as schema 2: the same columns
     # Only now, with the file known to be ours, change anything in it.
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
@@ -159,6 +205,19 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL: commits stay consistent, fsync per checkpoint
     if version == 0:
         conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    elif version == 1:
+        conn.executescript(
+            f"BEGIN IMMEDIATE; {_MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        )
+    # Take and drop the write lock once: a state held by another process stops the run
+    # here, after waiting the busy timeout, before any file is written.
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("ROLLBACK")
+    return True
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
 
 
 class State:
@@ -171,74 +230,93 @@ class State:
     caller, deliberately not turned into ``StateError``).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, timeout: float) -> None:
         self.path = path
+        self.timeout = timeout
         self._conn: sqlite3.Connection | None = conn
-        self._pending: dict[str, Record] = {}
+        self._pending: dict[tuple[str, str], Record] = {}
         self._last_commit = time.monotonic()
 
     @classmethod
-    def open(cls, path: Path) -> State:
+    def open(cls, path: Path, *, timeout: float = BUSY_TIMEOUT, readonly: bool = False) -> State:
         """Open the state at ``path``, creating it (and its folders) if missing.
 
         Parameters
         ----------
         path : Path
             The SQLite file, e.g. ``DEST/.fetcher/state.sqlite3``.
+        timeout : float
+            Seconds to wait, per attempt, for another process holding the database.
+        readonly : bool
+            Read only (a dry run): create nothing, change nothing, not even SQLite's
+            ``-wal`` and ``-shm`` files. The file is read as last checkpointed
+            (``immutable``), which is safe while this run holds the destination lock
+            (no other run writes it); a missing file reads as an empty state.
 
         Returns
         -------
         State
-            The open state, in WAL mode, at ``SCHEMA_VERSION``.
+            The open state, in WAL mode, at ``SCHEMA_VERSION`` (unless read-only).
 
         Raises
         ------
         StateError
-            The folder or file cannot be created or opened, or the file is not an
-            SQLite database, is corrupted or truncated, is not a fetcher state, or was
-            written by a newer schema. The message names the file and says to move
-            it aside to start afresh.
+            The folder or file cannot be created or opened, another process holds it
+            longer than ``timeout``, or the file is not an SQLite database, is
+            corrupted or truncated, is not a fetcher state, or was written by a newer
+            schema. The message names the file and says what to do.
         """
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _unusable(path, f"cannot create its folder: {exc.strerror or exc}") from None
+        if not readonly:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _unusable(path, f"cannot create its folder: {exc.strerror or exc}") from None
         _check_header(path)
+        target = path
+        if readonly:
+            target = Path(":memory:")
+            if path.exists():
+                target = Path(f"{path.absolute().as_uri()}?mode=ro&immutable=1")
         try:
-            conn = sqlite3.connect(path, isolation_level=None)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=timeout, uri=readonly)
         except sqlite3.Error as exc:
             raise _unusable(path, str(exc)) from None
         try:
-            _prepare(conn, path)
+            if not _prepare(conn, path, readonly=readonly):
+                conn.close()
+                conn = sqlite3.connect(":memory:", isolation_level=None)
+                conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             conn.close()
+            if _busy(exc):
+                raise StateError(_held_by_another(path, timeout)) from None
             if getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
                 raise _unusable(path, f"it is corrupted or truncated ({exc})") from None
             raise _unusable(path, str(exc)) from None
         except StateError:
             conn.close()
             raise
-        return cls(conn, path)
+        return cls(conn, path, timeout=timeout)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StateError(f"state file {str(self.path)!r} is already closed")
         return self._conn
 
-    def get(self, url: str) -> Record | None:
-        """The record of ``url``, or None if it has none.
+    def get(self, url: str, path: str) -> Record | None:
+        """The record of ``url`` mirrored to ``path``, or None if it has none.
 
         Raises
         ------
         StateError
             The database cannot be read.
         """
-        pending = self._pending.get(url)
+        pending = self._pending.get((url, path))
         if pending is not None:
             return pending
         conn = self._connection()
         try:
-            row = conn.execute(_SELECT, (url,)).fetchone()
+            row = conn.execute(_SELECT, (url, path)).fetchone()
         except _MISUSE:
             raise
         except sqlite3.Error as exc:
@@ -246,22 +324,28 @@ class State:
         return None if row is None else Record(*row)
 
     def put(self, record: Record) -> None:
-        """Store ``record``, replacing the URL's previous one.
+        """Store ``record``, replacing the previous one of its URL and path.
 
         The write is buffered and committed with its batch: once ``BATCH_SIZE`` records
         are pending or ``BATCH_SECONDS`` have passed since the last commit, or on
-        ``flush()`` and ``close()``.
+        ``flush()`` and ``close()``. A batch that finds the database held by another
+        process (after waiting ``timeout``) stays pending for the next one.
 
         Raises
         ------
         StateError
-            A batch commit fails (the batch stays pending).
+            A batch commit fails for another reason, or ``MAX_PENDING`` records are
+            pending because the database stays busy (the batch stays pending).
         """
         self._connection()
-        self._pending[record.url] = record
+        self._pending[(record.url, record.path)] = record
         due = time.monotonic() - self._last_commit >= BATCH_SECONDS
         if len(self._pending) >= BATCH_SIZE or due:
-            self.flush()
+            try:
+                self.flush()
+            except _StateBusy:
+                if len(self._pending) >= MAX_PENDING:
+                    raise
 
     def flush(self) -> None:
         """Commit every pending record in one transaction.
@@ -269,7 +353,9 @@ class State:
         Raises
         ------
         StateError
-            The commit fails; it is rolled back and the records stay pending.
+            The commit fails (another process holds the database longer than
+            ``timeout``, or the database cannot be written); it is rolled back and the
+            records stay pending. The message says how many are pending.
         """
         conn = self._connection()
         if self._pending:
@@ -286,7 +372,17 @@ class State:
             except _MISUSE:
                 raise
             except sqlite3.Error as exc:
-                raise StateError(f"cannot write state file {str(self.path)!r}: {exc}") from None
+                self._last_commit = time.monotonic()  # the next attempt waits its turn
+                unrecorded = (
+                    f"{len(rows)} results not recorded (their files are on disk; the next "
+                    "run fetches them in full and rewrites only what differs)"
+                )
+                if _busy(exc):
+                    busy = f"{_held_by_another(self.path, self.timeout)}; {unrecorded}"
+                    raise _StateBusy(busy) from None
+                raise StateError(
+                    f"cannot write state file {str(self.path)!r}: {exc}; {unrecorded}"
+                ) from None
             self._pending.clear()
         self._last_commit = time.monotonic()
 
@@ -317,9 +413,7 @@ class State:
     ) -> None:
         self.close()
 
-    def validators_for(
-        self, url: str, on_disk: FileInfo | None, *, path: str | None = None
-    ) -> Record | None:
+    def validators_for(self, url: str, path: str, on_disk: FileInfo | None) -> Record | None:
         """The record of ``url`` if its validators still describe the file on disk.
 
         A file deleted, replaced or edited since fetcher wrote it has another size or
@@ -330,25 +424,24 @@ class State:
         ----------
         url : str
             The URL.
+        path : str
+            Its destination path (relative to DEST).
         on_disk : FileInfo or None
-            ``Destination.stat`` of its destination file now (None: no file).
-        path : str, optional
-            The destination path (relative to DEST) the file is now at; if given, a
-            record made for another path does not count.
+            ``Destination.stat`` of that file now (None: no file).
 
         Returns
         -------
         Record or None
             The record if ``on_disk`` has exactly its recorded ``size`` and
-            ``mtime_ns`` (and, if given, its ``path``); otherwise None.
+            ``mtime_ns``; otherwise None.
 
         Raises
         ------
         StateError
             The database cannot be read.
         """
-        record = self.get(url)
-        return record if record is not None and record.describes(on_disk, path=path) else None
+        record = self.get(url, path)
+        return record if record is not None and record.describes(on_disk) else None
 
 
 def next_record(

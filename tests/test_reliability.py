@@ -24,8 +24,11 @@ from conftest import encode, swapping_for_a_link
 from origin import Origin
 from PIL import Image
 
+import fetcher.ladder
+import fetcher.state
 from fetcher.cli import main
 from fetcher.config import load_config
+from fetcher.errors import StateError, StoreError
 from fetcher.mirror import sync
 from fetcher.report import Report, Result
 from fetcher.state import State
@@ -60,6 +63,8 @@ if os.environ.get("FETCHER_TEST_SLOW_DISK"):
         time.sleep(0.03)
         _fsync(fd)
     os.write, os.fsync = write, fsync
+import fetcher.ladder
+import fetcher.state
 from fetcher.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -754,6 +759,191 @@ def test_an_old_state_or_hand_edits_never_give_a_wrong_unchanged(
     assert files_under(dest) == bodies
 
 
+def test_a_file_overwritten_while_it_is_compared_is_fetched_in_full_next_time(
+    origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record describes the bytes that were compared, not a file changed meanwhile."""
+    picture = Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 40, 3), np.uint8))
+    first, lossless = (
+        encode(picture, "PNG", compress_level=9),
+        encode(picture, "PNG", compress_level=1),
+    )
+    intruder = noise_png(np.random.default_rng(6), 40, 40)
+    origin.publish("/p.png", first)
+    lines, dest = [f"{origin.url('/p.png')} p.png"], tmp_path / "dest"
+    config = write_config(tmp_path / "c.toml", sync={"processes": False})
+    assert run_lib(lines, dest, config)[0].counts["new"] == 1
+    origin.publish("/p.png", lossless)  # the same pixels, other bytes: identical-pixels
+    real_compare = fetcher.ladder._compare
+
+    def compare_while_someone_writes(old: bytes, new: bytes, cfg: Any) -> Any:
+        (dest / "p.png").write_bytes(intruder)  # in place, after fetcher read the file
+        os.utime(dest / "p.png", ns=(10**18, 10**18))
+        return real_compare(old, new, cfg)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fetcher.ladder, "_compare", compare_while_someone_writes)
+        _, results = run_lib(lines, dest, config)
+    assert reasons(results) == {origin.url("/p.png"): ("unchanged", "identical-pixels")}
+    assert (dest / "p.png").read_bytes() == intruder
+    origin.clear_log()
+    _, results = run_lib(lines, dest, config)
+    sent = origin.requests_for("/p.png")
+    assert [r.status for r in sent] == [200] and "If-None-Match" not in sent[0].headers
+    assert reasons(results) == {origin.url("/p.png"): ("changed", "dissimilar")}
+    assert (dest / "p.png").read_bytes() == lossless
+    assert_state_matches_disk(dest)
+
+
+def test_one_url_listed_for_two_paths_is_a_304_for_both(origin: Origin, tmp_path: Path) -> None:
+    origin.publish("/a.png", tiny_png(1))
+    lines = [f"{origin.url('/a.png')} one.png", f"{origin.url('/a.png')} two/a.png"]
+    dest, config = tmp_path / "dest", write_config(tmp_path / "c.toml")
+    assert run_lib(lines, dest, config)[0].counts["new"] == 2
+    for _ in range(2):
+        origin.clear_log()
+        _, results = run_lib(lines, dest, config)
+        assert {(r.path, r.reason) for r in results} == {
+            ("one.png", "not-modified"),
+            ("two/a.png", "not-modified"),
+        }
+        assert [r.status for r in origin.requests] == [304, 304]
+    assert_state_matches_disk(dest)
+
+
+@dataclass
+class StateHolder:
+    """Another process's write transaction on the state (here: another connection)."""
+
+    path: Path
+    conn: sqlite3.Connection | None = None
+
+    def take(self) -> None:
+        self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=0)
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.conn is not None:
+            self.conn.execute("ROLLBACK")
+            self.conn.close()
+            self.conn = None
+
+
+def busy_mirror(
+    origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> tuple[list[str], Path, Path, StateHolder, list[StateError]]:
+    """``count`` images; batches of 2 records; flushes that met a busy state are noted."""
+    for i in range(count):
+        origin.publish(f"/s/{i:02d}.png", tiny_png(i))
+    lines = [f"{origin.url(f'/s/{i:02d}.png')} s/{i:02d}.png" for i in range(count)]
+    dest = tmp_path / "dest"
+    config = write_config(tmp_path / "c.toml", sync={"state_timeout": 0.1})
+    with State.open(dest / STATE):
+        pass  # the state exists, empty
+    monkeypatch.setattr(fetcher.state, "BATCH_SIZE", 2)
+    refused: list[StateError] = []
+    real_flush = State.flush
+
+    def flush(self: State) -> None:
+        try:
+            real_flush(self)
+        except StateError as exc:
+            refused.append(exc)
+            raise
+
+    monkeypatch.setattr(State, "flush", flush)
+    return lines, dest, config, StateHolder(dest / STATE), refused
+
+
+def test_a_state_busy_mid_run_is_waited_for_and_every_result_recorded(
+    origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines, dest, config, holder, refused = busy_mirror(origin, tmp_path, monkeypatch, 30)
+    seen: list[Result] = []
+
+    def hold_from_first_to_25th(result: Result) -> None:
+        seen.append(result)
+        if len(seen) == 1:
+            holder.take()
+        elif len(seen) == 25:
+            holder.release()
+
+    try:
+        report = sync(lines, dest, load_config(config), on_result=hold_from_first_to_25th)
+    finally:
+        holder.release()
+    assert refused and all("held by another process" in str(e) for e in refused)
+    assert report.exit_code == 0 and report.counts["new"] == 30
+    assert len(state_records(dest)) == 30  # nothing written goes unrecorded
+    assert_state_matches_disk(dest)
+
+
+def test_a_state_held_by_another_process_stops_the_run_before_any_write(
+    origin: Origin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lines, dest, config, holder, _ = busy_mirror(origin, tmp_path, monkeypatch, 5)
+    urls = tmp_path / "urls.txt"
+    urls.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    holder.take()
+    try:
+        code, err, _ = run_cli(capsys, urls, dest, config, tmp_path / "r.jsonl")
+    finally:
+        holder.release()
+    assert code == 2
+    assert str(dest / STATE) in err and "held by another process (waited 0.1 s" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert origin.requests == [] and files_under(dest) == {}
+
+
+def test_a_state_busy_to_the_end_says_what_it_could_not_record_and_loses_no_file(
+    origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines, dest, config, holder, _ = busy_mirror(origin, tmp_path, monkeypatch, 12)
+    seen: list[Result] = []
+
+    def hold_from_the_first(result: Result) -> None:
+        seen.append(result)
+        if len(seen) == 1:
+            holder.take()
+
+    try:
+        with pytest.raises(StateError, match=r"held by another process.* \d+ results not recorded"):
+            sync(lines, dest, load_config(config), on_result=hold_from_the_first)
+    finally:
+        holder.release()
+    assert len(seen) == 12 and len(files_under(dest)) == 12
+    inodes = {p: p.stat().st_ino for p in dest.rglob("*.png")}
+    _, again = run_lib(lines, dest, config)  # unrecorded files cost a download, not a write
+    assert {r.outcome for r in again} == {"unchanged"}
+    assert {p: p.stat().st_ino for p in dest.rglob("*.png")} == inodes
+    assert_state_matches_disk(dest)
+
+
+def test_a_destination_removed_mid_run_stops_it_and_is_never_re_created(
+    origin: Origin, tmp_path: Path
+) -> None:
+    """Once its folder is gone the lock keeps nobody out: the run stops, writes nothing more."""
+    for i in range(40):
+        origin.publish(f"/g/{i:02d}.png", tiny_png(i))
+    lines = [f"{origin.url(f'/g/{i:02d}.png')} g/{i:02d}.png" for i in range(40)]
+    parent = tmp_path / "parent"
+    seen: list[Result] = []
+
+    def remove_the_parent_at_the_third(result: Result) -> None:
+        seen.append(result)
+        if len(seen) == 3:
+            os.rename(parent, tmp_path / "trash")  # as rm -r sees it: the path is gone at once
+
+    config = load_config(write_config(tmp_path / "c.toml"))
+    with pytest.raises(StoreError, match="removed or replaced during the run"):
+        sync(lines, parent / "dest", config, on_result=remove_the_parent_at_the_third)
+    assert not parent.exists()  # no write re-created the tree (a second run could lock it)
+    assert len(seen) < 40
+
+
 # -- 5. hostile origins ------------------------------------------------------------------------
 HOSTILE: dict[str, tuple[str, str]] = {
     # path: (expected outcome, reason) on the first run
@@ -872,13 +1062,13 @@ def test_a_planted_symlink_is_never_written_through(
     for path in ("/a.png", "/b.png", "/c.png"):
         origin.publish(path, tiny_png(10 + ord(path[1])))
     state_file = dest / ".fetcher" / "state.sqlite3"
-    refused = [origin.url("/a.png"), origin.url("/b.png")]
+    refused = [(origin.url("/a.png"), "a.png"), (origin.url("/b.png"), "linked/b.png")]
     with State.open(state_file) as state:
-        before = [state.get(url) for url in refused]
+        before = [state.get(url, path) for url, path in refused]
     code, err, rows = run_cli(capsys, urls, dest, config, tmp_path / "r2.jsonl")
     assert code == 1
     with State.open(state_file) as state:  # a refused path leaves what was known alone
-        assert [state.get(url) for url in refused] == before
+        assert [state.get(url, path) for url, path in refused] == before
         assert all(record is not None and record.etag for record in before)
     decided = {row["path"]: (row["outcome"], row["reason"]) for row in rows}
     assert decided == {

@@ -114,7 +114,8 @@ def test_a_hostile_answer_fails_its_url_and_the_run_goes_on(
         }
         assert report.total == 3
     with State.open(dest / ".fetcher" / "state.sqlite3") as state:
-        assert state.get(origin.url("/c.png")) is not None  # results after it were recorded
+        c_path = next(r.path for r in seen if r.url == origin.url("/c.png"))
+        assert state.get(origin.url("/c.png"), c_path) is not None  # results after it recorded
 
 
 def test_an_unexpected_exception_fails_its_url_as_internal(

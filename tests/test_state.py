@@ -68,13 +68,13 @@ def test_round_trip(db: Path) -> None:
         record(3, url="https://例え.jp/ünïcödé/ß.jpg", path="例え.jp/ünïcödé/ß.jpg"),
     ]
     with State.open(db) as state:
-        assert state.get(records[0].url) is None
+        assert state.get(records[0].url, records[0].path) is None
         for rec in records:
             state.put(rec)
-        assert [state.get(rec.url) for rec in records] == records  # visible before commit
+        assert [state.get(rec.url, rec.path) for rec in records] == records  # visible before commit
     with State.open(db) as again:
-        assert [again.get(rec.url) for rec in records] == records
-        assert again.get("https://example.org/other") is None
+        assert [again.get(rec.url, rec.path) for rec in records] == records
+        assert again.get("https://example.org/other", records[0].path) is None
 
 
 def test_put_replaces(db: Path) -> None:
@@ -82,9 +82,13 @@ def test_put_replaces(db: Path) -> None:
         state.put(record(1))
         state.flush()
         state.put(record(1, outcome="changed", reason="dissimilar", size=5))
-        assert state.get(record(1).url) == record(1, outcome="changed", reason="dissimilar", size=5)
+        assert state.get(record(1).url, record(1).path) == record(
+            1, outcome="changed", reason="dissimilar", size=5
+        )
     with State.open(db) as again:
-        assert again.get(record(1).url) == record(1, outcome="changed", reason="dissimilar", size=5)
+        assert again.get(record(1).url, record(1).path) == record(
+            1, outcome="changed", reason="dissimilar", size=5
+        )
     assert committed(db) == 1
 
 
@@ -122,9 +126,9 @@ def test_close_commits_and_a_second_state_sees_it(db: Path) -> None:
     first.close()
     first.close()  # harmless
     with State.open(db) as second:
-        assert second.get(record(7).url) == record(7)
+        assert second.get(record(7).url, record(7).path) == record(7)
     with pytest.raises(StateError, match="closed"):
-        first.get(record(7).url)
+        first.get(record(7).url, record(7).path)
 
 
 def test_interrupted_run_still_commits(db: Path) -> None:
@@ -140,7 +144,7 @@ def test_other_thread_is_a_bug_not_a_state_error(db: Path) -> None:
 
         def use() -> None:
             try:
-                state.get("https://example.org/x")
+                state.get("https://example.org/x", "x")
             except BaseException as exc:
                 caught.append(exc)
 
@@ -155,30 +159,63 @@ def test_other_thread_is_a_bug_not_a_state_error(db: Path) -> None:
 # --- schema ------------------------------------------------------------------------------
 
 
-def test_wal_schema_version_and_path_index(db: Path) -> None:
+def test_wal_schema_version_and_url_path_key(db: Path) -> None:
     with State.open(db) as state:
         state.put(record(1))
+        state.put(record(1, path="elsewhere/1.png", size=7))  # the same URL, another path
         state.flush()
         assert os.path.exists(f"{db}-wal")
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-            indexed = [
-                row[2]
-                for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
-                for row in conn.execute(f"PRAGMA index_info({name!r})")
-            ]
-            assert "path" in indexed
             plan = " ".join(
                 str(row[-1])
                 for row in conn.execute(
-                    "EXPLAIN QUERY PLAN SELECT url FROM records WHERE path = ?", ("x",)
+                    "EXPLAIN QUERY PLAN SELECT * FROM records WHERE url = ? AND path = ?",
+                    ("x", "y"),
                 )
             )
-            assert "records_path" in plan  # a path -> url lookup uses the index
+            assert "USING INDEX" in plan and "url=? AND path=?" in plan  # the key, no scan
         finally:
             conn.close()
+        assert state.get(record(1).url, record(1).path) == record(1)
+        assert state.get(record(1).url, "elsewhere/1.png") == record(
+            1, path="elsewhere/1.png", size=7
+        )
+
+
+SCHEMA_1 = """
+CREATE TABLE records (
+    url TEXT PRIMARY KEY NOT NULL, path TEXT NOT NULL, etag TEXT, last_modified TEXT,
+    size INTEGER, mtime_ns INTEGER, sha256 TEXT, outcome TEXT NOT NULL, reason TEXT NOT NULL,
+    checked REAL NOT NULL, changed REAL
+);
+CREATE INDEX records_path ON records (path);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_schema_1_state_is_migrated_keeping_every_record(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(SCHEMA_1)
+    old = [record(n) for n in range(5)]
+    conn.executemany(
+        f"INSERT INTO records VALUES ({', '.join('?' * 11)})", map(dataclasses.astuple, old)
+    )
+    conn.close()
+    with State.open(db, readonly=True) as peek:  # a dry run reads schema 1 as it is
+        assert peek.get(old[2].url, old[2].path) == old[2]
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 1
+    with State.open(db) as state:
+        assert [state.get(r.url, r.path) for r in old] == old
+        state.put(record(0, path="second/0.png"))  # now a URL can have two paths
+    with State.open(db) as state:
+        assert state.get(old[0].url, old[0].path) == old[0]
+        assert state.get(old[0].url, "second/0.png") == record(0, path="second/0.png")
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_zero_byte_file_is_initialised(db: Path) -> None:
@@ -319,8 +356,8 @@ def test_validators_for_matching_file(tmp_path: Path, db: Path) -> None:
     with State.open(db) as state:
         state.put(rec)
         on_disk = file_info(tmp_path / "a.png")
-        assert state.validators_for(rec.url, on_disk) == rec
-        assert state.validators_for(rec.url, on_disk, path="a.png") == rec
+        assert state.validators_for(rec.url, rec.path, on_disk) == rec
+        assert state.validators_for(rec.url, "moved/a.png", on_disk) is None
 
 
 def test_validators_for_edited_file(tmp_path: Path, db: Path) -> None:
@@ -330,28 +367,28 @@ def test_validators_for_edited_file(tmp_path: Path, db: Path) -> None:
         state.put(rec)
         # Same size, other bytes, mtime moved by an editor: not the file fetcher left.
         target.write_bytes(b"IMAGE BYTES")
-        assert state.validators_for(rec.url, file_info(target)) is None
+        assert state.validators_for(rec.url, rec.path, file_info(target)) is None
         # Same bytes and size, but the mtime differs by a nanosecond.
         assert rec.mtime_ns is not None
         atomic_write(target, b"image bytes")
         os.utime(target, ns=(0, rec.mtime_ns + 1))
-        assert state.validators_for(rec.url, file_info(target)) is None
+        assert state.validators_for(rec.url, rec.path, file_info(target)) is None
         # Other size with the recorded mtime restored.
         atomic_write(target, b"image bytes!", mtime=784111777.0)
-        assert state.validators_for(rec.url, file_info(target)) is None
+        assert state.validators_for(rec.url, rec.path, file_info(target)) is None
         # Back to what was recorded.
         atomic_write(target, b"image bytes", mtime=784111777.0)
-        assert state.validators_for(rec.url, file_info(target)) == rec
+        assert state.validators_for(rec.url, rec.path, file_info(target)) == rec
 
 
 def test_validators_for_missing_file_record_or_path(tmp_path: Path, db: Path) -> None:
     rec, info = written(tmp_path, "a.png", b"image bytes")
     with State.open(db) as state:
-        assert state.validators_for(rec.url, info) is None  # no record yet
+        assert state.validators_for(rec.url, rec.path, info) is None  # no record yet
         state.put(rec)
         (tmp_path / "a.png").unlink()
-        assert state.validators_for(rec.url, file_info(tmp_path / "a.png")) is None
-        assert state.validators_for(rec.url, info, path="moved/a.png") is None
+        assert state.validators_for(rec.url, rec.path, file_info(tmp_path / "a.png")) is None
+        assert state.validators_for(rec.url, "moved/a.png", info) is None
         failed = dataclasses.replace(rec, size=None, mtime_ns=None)
         state.put(failed)
-        assert state.validators_for(rec.url, info) is None
+        assert state.validators_for(rec.url, rec.path, info) is None
