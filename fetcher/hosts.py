@@ -15,6 +15,7 @@ request already in flight when it opened, closes it again.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,8 +38,11 @@ def host_key(url: str) -> str:
 
 
 class _Host:
-    def __init__(self, per_host: int) -> None:
-        self.slots = threading.BoundedSemaphore(per_host)
+    def __init__(self, key: str, per_host: int) -> None:
+        self.key = key
+        self.slots: queue.SimpleQueue[None] = queue.SimpleQueue()  # a token per free slot
+        for _ in range(per_host):
+            self.slots.put(None)
         self.not_before = float("-inf")
         self.failures = 0
         self.down = False
@@ -77,11 +81,38 @@ class Hosts:
         self._hosts: dict[str, _Host] = {}
 
     def _get(self, key: str) -> _Host:
-        with self._lock:
-            host = self._hosts.get(key)
-            if host is None:
-                host = self._hosts[key] = _Host(self._per_host)
-            return host
+        host = self._hosts.get(key)  # a dict read needs no lock; adding one does
+        if host is None:
+            with self._lock:
+                host = self._hosts.setdefault(key, _Host(key, self._per_host))
+        return host
+
+    def acquire(self, key: str, url: str) -> _Host:
+        """Take one of ``key``'s slots once its cooldown is over (see :meth:`slot`)."""
+        host = self._get(key)
+        self._refuse_if_down(host, url)
+        while True:
+            try:
+                host.slots.get(timeout=0.25)
+                break
+            except queue.Empty:
+                if self._wait(0):
+                    raise FetchError(
+                        f"GET {url}: interrupted", reason="interrupted", url=url
+                    ) from None
+        try:
+            if host.not_before > self._clock():
+                self._cool_down_wait(host, url)
+            self._refuse_if_down(host, url)
+        except BaseException:
+            host.slots.put(None)
+            raise
+        return host
+
+    @staticmethod
+    def release(host: _Host) -> None:
+        """Give back the slot :meth:`acquire` took."""
+        host.slots.put(None)
 
     @contextmanager
     def slot(self, key: str, url: str) -> Iterator[None]:
@@ -94,17 +125,11 @@ class Hosts:
         FetchError
             Reason ``interrupted``: the run was interrupted while waiting.
         """
-        host = self._get(key)
-        self.check(key, url)
-        while not host.slots.acquire(timeout=0.25):
-            if self._wait(0):
-                raise FetchError(f"GET {url}: interrupted", reason="interrupted", url=url)
+        host = self.acquire(key, url)
         try:
-            self._cool_down_wait(host, url)
-            self.check(key, url)
             yield
         finally:
-            host.slots.release()
+            self.release(host)
 
     def _cool_down_wait(self, host: _Host, url: str) -> None:
         waited_for: float | None = None
@@ -120,10 +145,12 @@ class Hosts:
 
     def check(self, key: str, url: str) -> None:
         """Raise HostDownError if ``key``'s breaker is open."""
-        host = self._get(key)
+        self._refuse_if_down(self._get(key), url)
+
+    def _refuse_if_down(self, host: _Host, url: str) -> None:
         if host.down:
             raise HostDownError(
-                f"host {key} is down: {self._threshold} connection failures or timeouts"
+                f"host {host.key} is down: {self._threshold} connection failures or timeouts"
                 " in a row; its remaining URLs fail as host-down",
                 url=url,
             )

@@ -180,7 +180,9 @@ class Fetcher:
         self._headers = {"User-Agent": config.user_agent, **dict(config.headers)}
 
     # -- public ------------------------------------------------------------------------------
-    def fetch(self, url: str, validators: Validators | None = None) -> Response:
+    def fetch(
+        self, url: str, validators: Validators | None = None, *, checked: bool = False
+    ) -> Response:
         """GET ``url``, conditionally if ``validators`` are given.
 
         Parameters
@@ -189,6 +191,8 @@ class Fetcher:
             An http or https URL.
         validators : Validators, optional
             Sent as If-None-Match (ETag) and If-Modified-Since (Last-Modified, verbatim).
+        checked : bool, optional
+            ``url`` passed :func:`fetcher.urllist.validate_url` already (a list entry).
 
         Returns
         -------
@@ -215,10 +219,11 @@ class Fetcher:
             Redirect problems ("redirects": too many or a loop; "redirect": a Location
             that is not a usable http(s) URL), or "interrupted" after :meth:`cancel`.
         """
-        try:
-            validate_url(url)
-        except UrlError as exc:
-            raise UrlError(f"GET {url}: {exc.message}") from None
+        if not checked:
+            try:
+                validate_url(url)
+            except UrlError as exc:
+                raise UrlError(f"GET {url}: {exc.message}") from None
         validators = validators or Validators()
         started = self._clock()
         try:
@@ -307,17 +312,18 @@ class Fetcher:
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-        origin = _origin(url)
+        key = host_key(url)
+        origin: tuple[str, str] | None = None  # worked out on the first redirect
         foreign = False
         current = url
         seen = {url}
         deadline_at: float | None = None
         hops = 0
         while True:
-            reply, deadline_at = self._exchange(current, headers, foreign, deadline_at)
+            reply, deadline_at = self._exchange(current, key, headers, foreign, deadline_at)
             location = reply.headers.get("location") if reply.status in _REDIRECTS else None
             if not location:
-                return self._complete(current, reply, validators, number, started)
+                return self._complete(current, key, reply, validators, number, started)
             if hops == self.config.max_redirects:
                 raise FetchError(
                     f"GET {url}: too many redirects (max {self.config.max_redirects})",
@@ -331,19 +337,27 @@ class Fetcher:
                     reason="redirects",
                     url=url,
                 )
+            origin = origin or _origin(url)
             if not foreign and _origin(target) != origin:
                 foreign = True
                 headers = {k: v for k, v in headers.items() if k.lower() not in _CREDENTIALS}
             seen.add(target)
             current = target
+            key = host_key(target)
             hops += 1
 
     def _exchange(
-        self, url: str, headers: dict[str, str], foreign: bool, deadline_at: float | None
+        self,
+        url: str,
+        key: str,
+        headers: dict[str, str],
+        foreign: bool,
+        deadline_at: float | None,
     ) -> tuple[Reply, float]:
         """One hop: wait for the host, start the clock (first hop), send, tell the breaker."""
-        key = host_key(url)
-        with self.hosts.slot(key, url):
+        hosts = self.hosts
+        host = hosts.acquire(key, url)
+        try:
             now = self._clock()
             if deadline_at is None:
                 deadline_at = now + self.config.deadline
@@ -354,15 +368,23 @@ class Fetcher:
                 reply = self.engine.send(Exchange(url, headers, left, foreign))
             except FetchError as exc:
                 if exc.transient or exc.reason == "deadline":
-                    self.hosts.failed(key)
+                    hosts.failed(key)
                 if exc.transient:
                     raise _Retry(exc) from None
                 raise
-        self.hosts.answered(key)
+        finally:
+            hosts.release(host)
+        hosts.answered(key)
         return reply, deadline_at
 
     def _complete(
-        self, url: str, reply: Reply, validators: Validators, number: int, started: float
+        self,
+        url: str,
+        key: str,
+        reply: Reply,
+        validators: Validators,
+        number: int,
+        started: float,
     ) -> Response:
         headers = reply.headers
         etag = headers.get("etag")
@@ -371,7 +393,7 @@ class Fetcher:
             etag = etag or validators.etag
             last_modified = last_modified or validators.last_modified
         elif not 200 <= reply.status < 300:
-            raise self._status_error(url, reply)
+            raise self._status_error(url, key, reply)
         return Response(
             url=url,
             status=reply.status,
@@ -383,7 +405,7 @@ class Fetcher:
             elapsed=self._clock() - started,
         )
 
-    def _status_error(self, url: str, reply: Reply) -> Exception:
+    def _status_error(self, url: str, key: str, reply: Reply) -> Exception:
         """The error for a non-success status: final, or wrapped in _Retry if retryable."""
         status = reply.status
         phrase = reply.phrase or _phrase(status)
@@ -398,7 +420,7 @@ class Fetcher:
                     f" {self.config.retry_after_max:g} s cap)",
                 )
                 return err
-            self.hosts.cool_down(host_key(url), retry_after)
+            self.hosts.cool_down(key, retry_after)
             return _Retry(err, retry_after=retry_after)
         if status in (408, 429) or 500 <= status < 600:
             return _Retry(err)

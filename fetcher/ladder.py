@@ -171,8 +171,22 @@ def _descend(
         validators = None
         if known is not None and (known.etag or known.last_modified):
             validators = Validators(etag=known.etag, last_modified=known.last_modified)
-        response = fetcher.fetch(job.url, validators)
+        response = fetcher.fetch(job.url, validators, checked=True)
         status = response.status
+        if response.not_modified:  # rung 1, the common case: built directly, it is cheap
+            return Outcome(
+                Result(
+                    url=job.url,
+                    path=job.path,
+                    outcome="unchanged",
+                    reason="not-modified",
+                    http_status=status,
+                    elapsed=time.monotonic() - started,
+                    line=job.line,
+                ),
+                etag=response.etag,
+                last_modified=response.last_modified,
+            )
         base = Result(
             url=job.url,
             path=job.path,
@@ -192,8 +206,6 @@ def _descend(
                 wrote=wrote,
             )
 
-        if response.not_modified:
-            return done(dataclasses.replace(base, reason="not-modified"))
         body = response.body or b""
         base = dataclasses.replace(base, bytes=len(body))
         if known is not None and known.sha256 and hashlib.sha256(body).hexdigest() == known.sha256:

@@ -204,6 +204,21 @@ _NO_CONNECTION = frozenset({pycurl.E_COULDNT_CONNECT, pycurl.E_COULDNT_RESOLVE_H
 _BAD_URL = frozenset({pycurl.E_URL_MALFORMAT, pycurl.E_UNSUPPORTED_PROTOCOL})
 
 
+#: The answer's headers fetcher reads (libcurl parses the rest itself).
+_WANTED = {
+    name.encode(): name
+    for name in (
+        "etag",
+        "last-modified",
+        "location",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "retry-after",
+    )
+}
+
+
 class _Handle:
     """One reusable easy handle (and its connection cache) per thread, with its buffers."""
 
@@ -254,8 +269,9 @@ class _Handle:
             self.limit = self.cap if 200 <= self.status < 300 else min(self.cap, DISCARD)
             return
         name, sep, value = line.partition(b":")
-        if sep:
-            self.headers[_decode(name).strip().lower()] = _decode(value).strip()
+        name = name.strip().lower()
+        if sep and name in _WANTED:
+            self.headers[_WANTED[name]] = _decode(value.strip())
 
     def _write(self, data: bytes) -> int | None:
         self.received += len(data)
