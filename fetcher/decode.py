@@ -330,7 +330,7 @@ def decode(
         Empty, not an image, truncated or corrupt, or over the frame cap; the message
         names the cause.
     """
-    with open_image(bytes(data)) as img:
+    with open_image(bytes(data), max_pixels=max_pixels) as img:
         return decode_image(img, max_pixels=max_pixels, max_frames=max_frames)
 
 

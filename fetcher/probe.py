@@ -9,6 +9,14 @@ Limits, checked from the header before any pixel is decoded: each frame at most
 over all frames together. Pillow's own decompression-bomb limit
 (``Image.MAX_IMAGE_PIXELS``, left alone) also applies and is reported the same way, as
 ``TooManyPixelsError``; its warning is silenced once, at import, for that class only.
+
+A GIF's frames each carry their own size, and Pillow allocates a frame's canvas (and
+its disposal buffer) as it seeks to it, before any check of ours could run on the
+result: a 96-byte GIF whose second frame claims 13000x13000 made it allocate 644 MiB.
+So every frame's descriptor is read from the bytes first (:func:`gif_frames`, no
+decoding): the canvas (the logical screen, grown by the first frame as Pillow grows
+it) must be within ``max_pixels`` before ``Image.open`` even runs, and every later
+frame must lie within that canvas before the first seek.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import struct
 import warnings
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -29,9 +38,11 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "PIL_ERRORS",
+    "GifFrames",
     "bomb_error",
     "check_limits",
     "frame_count",
+    "gif_frames",
     "load_frame",
     "open_image",
     "pillow_call",
@@ -122,13 +133,125 @@ def pillow_call(call: Callable[[], _T]) -> _T:
         raise DecodeError(_describe(exc)) from None
 
 
+# --------------------------------------------------------------------------- GIF frames
+
+
+@dataclass(frozen=True)
+class GifFrames:
+    """Where a GIF's frames lie, from their descriptors (nothing decoded).
+
+    ``screen`` is the logical screen ``(width, height)``; ``extents`` has one
+    ``(x0, y0, x1, y1)`` per frame, in order, as the descriptors claim them.
+    """
+
+    screen: tuple[int, int]
+    extents: tuple[tuple[int, int, int, int], ...]
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """The size Pillow gives the image: the screen, grown to hold the first frame."""
+        width, height = self.screen
+        if self.extents:
+            width = max(width, self.extents[0][2])
+            height = max(height, self.extents[0][3])
+        return width, height
+
+    def check(self, *, max_pixels: int) -> None:
+        """Raise unless the canvas is within ``max_pixels`` and every frame within the canvas.
+
+        Raises
+        ------
+        TooManyPixelsError
+            The canvas is over ``max_pixels``.
+        DecodeError
+            A frame after the first reaches outside the canvas (Pillow would grow the
+            canvas to it; the frames would not all have one size anyway).
+        """
+        width, height = self.canvas
+        check_limits(width, height, 1, max_pixels=max_pixels, max_frames=1)
+        for index, (x0, y0, x1, y1) in enumerate(self.extents[1:], start=1):
+            if x1 > width or y1 > height:
+                raise DecodeError(
+                    f"frame {index} is {x1 - x0}x{y1 - y0} at ({x0}, {y0}), outside the "
+                    f"first frame's {width}x{height}"
+                )
+
+
+def _skip_sub_blocks(data: bytes, pos: int) -> int:
+    """The position after a chain of GIF data sub-blocks (ended by a zero length)."""
+    while pos < len(data):
+        size = data[pos]
+        pos += 1 + size
+        if not size:
+            break
+    return pos
+
+
+def gif_frames(data: bytes) -> GifFrames:
+    """Read every frame descriptor of the GIF ``data``, decoding nothing.
+
+    The walk follows the blocks as Pillow's reader does (extensions and image data
+    skipped by their sub-blocks, stray bytes skipped one at a time, the trailer ``;``
+    or the end of the data ends it), so it sees every frame Pillow would seek to.
+
+    Raises
+    ------
+    DecodeError
+        ``data`` is shorter than a GIF header.
+    """
+    if len(data) < 13:
+        raise DecodeError(f"corrupt or truncated GIF header ({len(data)} bytes)")
+    screen = struct.unpack_from("<HH", data, 6)
+    flags = data[10]
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # global colour table
+    extents = []
+    while pos < len(data):
+        block = data[pos]
+        if block == 0x3B:  # trailer
+            break
+        if block == 0x21:  # extension: label, then sub-blocks
+            pos = _skip_sub_blocks(data, pos + 2)
+        elif block == 0x2C and pos + 10 <= len(data):  # image descriptor
+            x0, y0, width, height = struct.unpack_from("<HHHH", data, pos + 1)
+            local = data[pos + 9]
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0)
+            pos = _skip_sub_blocks(data, pos + 1)  # after the LZW minimum code size
+            extents.append((x0, y0, x0 + width, y0 + height))
+        else:
+            pos += 1
+    return GifFrames(screen=(screen[0], screen[1]), extents=tuple(extents))
+
+
+def _raw_bytes(img: Image.Image) -> bytes | None:
+    """The whole encoded file behind ``img``, or None if it is not at hand."""
+    fp = getattr(img, "fp", None)
+    if fp is None:
+        return None
+    try:
+        where = fp.tell()
+        fp.seek(0)
+        try:
+            return bytes(fp.read())
+        finally:
+            fp.seek(where)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 # --------------------------------------------------------------------------- opening
 
 
-def open_image(data: bytes) -> Image.Image:
-    """``Image.open`` on bytes (the header only); DecodeError saying what they are if not."""
+def open_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``Image.open`` on bytes (the header only); DecodeError saying what they are if not.
+
+    A GIF's canvas and frames are checked from their descriptors first
+    (:meth:`GifFrames.check`), since ``Image.open`` already allocates for the first
+    frame.
+    """
     if not data:
         raise DecodeError(_not_an_image(data))
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        gif_frames(data).check(max_pixels=max_pixels)
     try:
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
@@ -140,9 +263,24 @@ def open_image(data: bytes) -> Image.Image:
 
 
 def frame_count(img: Image.Image) -> int:
-    """Frames to decode: ``n_frames``, or 1 for an MPO (its primary picture)."""
+    """Frames to decode: ``n_frames``, or 1 for an MPO (its primary picture).
+
+    For a GIF, every frame is first checked to lie within the first frame's canvas,
+    from the descriptors in the file (Pillow allocates a frame's canvas when it seeks
+    to it): call this before seeking to any frame.
+
+    Raises
+    ------
+    DecodeError
+        A GIF frame reaches outside the canvas, or the frames cannot be counted.
+    """
     if img.format == "MPO":
         return 1  # the primary picture; the others are previews or depth maps
+    if img.format == "GIF":
+        raw = _raw_bytes(img)
+        if raw is not None:
+            frames = gif_frames(raw)
+            frames.check(max_pixels=max(1, frames.canvas[0] * frames.canvas[1]))
     return int(pillow_call(lambda: getattr(img, "n_frames", 1)))
 
 
@@ -189,7 +327,7 @@ def read_header(data: bytes, *, max_pixels: int) -> tuple[str | None, tuple[int,
     TooManyPixelsError
         The header claims more pixels than ``max_pixels``.
     """
-    img = open_image(data)
+    img = open_image(data, max_pixels=max_pixels)
     with img:
         n_frames = frame_count(img)
         width, height = img.size
@@ -236,7 +374,7 @@ def verify(
         Empty, not an image, truncated or corrupt, over the frame cap, or frames of
         different sizes.
     """
-    with open_image(bytes(data)) as img:
+    with open_image(bytes(data), max_pixels=max_pixels) as img:
         n_frames = frame_count(img)
         width, height = img.size
         check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=max_frames)

@@ -676,8 +676,8 @@ def test_verify_decodes_a_jpeg_at_reduced_scale_only(monkeypatch: pytest.MonkeyP
     seen: list[tuple[int, int]] = []
     real_open = probe.open_image
 
-    def spy(data: bytes) -> Image.Image:
-        img = real_open(data)
+    def spy(data: bytes, **caps: int) -> Image.Image:
+        img = real_open(data, **caps)
         original = img.load
 
         def load() -> Any:

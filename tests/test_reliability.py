@@ -23,6 +23,7 @@ import pytest
 from conftest import encode, swapping_for_a_link
 from origin import Origin
 from PIL import Image
+from test_probe import frame_bomb_gif
 
 import fetcher.ladder
 import fetcher.state
@@ -950,6 +951,7 @@ HOSTILE: dict[str, tuple[str, str]] = {
     "/gzip-bomb.png": ("failed", "too-large"),
     "/huge-header.png": ("failed", "too-many-pixels"),
     "/frames.gif": ("failed", "not-an-image"),
+    "/frame-bomb.gif": ("failed", "not-an-image"),
     "/loop.png": ("failed", "redirects"),
     "/to-file.png": ("failed", "redirect"),
     "/html-as-png.png": ("failed", "not-an-image"),
@@ -968,6 +970,7 @@ def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
     origin.fault("/gzip-bomb.png", "gzip-bomb", size=bomb)
     origin.publish("/huge-header.png", png_header_only(100_000, 100_000))
     origin.publish("/frames.gif", many_frames_gif(3000), content_type="image/gif")
+    origin.publish("/frame-bomb.gif", frame_bomb_gif(disposal=2), content_type="image/gif")
     origin.fault("/loop.png", "redirect")  # to itself
     origin.fault("/to-file.png", "redirect", location="file:///etc/passwd")
     origin.publish("/html-as-png.png", b"<!DOCTYPE html><html><body>Oops</body></html>")
@@ -1005,9 +1008,11 @@ def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
     huge = errors[origin.url("/huge-header.png")]
     assert "100000x100000" in huge or "10000000000 pixels" in huge
     assert "too many frames" in errors[origin.url("/frames.gif")]
+    assert "frame 1 is 13000x13000" in errors[origin.url("/frame-bomb.gif")]
     assert "file:///etc/passwd" in errors[origin.url("/to-file.png")]
     assert "loop" in errors[origin.url("/loop.png")]
-    # memory: 512 MiB of decoded bomb never held; the cap (16 MiB) bounds the body
+    # memory: 512 MiB of decoded bomb never held; the cap (16 MiB) bounds the body; the
+    # 96-byte GIF whose second frame claims 13000x13000 allocated 644 MiB before
     assert (peak_kib - baseline_kib) < 80 * 1024, (peak_kib, baseline_kib)
     assert took < 30
     assert sorted(files_under(dest)) == sorted(
