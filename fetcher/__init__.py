@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .compare import Comparison, compare
+from .comparison import Comparison, compare
 from .config import CompareConfig, Config, HttpConfig, SyncConfig, load_config
 from .errors import (
     ConfigError,

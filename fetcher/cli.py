@@ -128,7 +128,8 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Config:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, render_diff_map
+    from .comparison import compare
+    from .diffmap import render_diff_map
 
     config = _load(args)
     result = compare(args.old, args.new, config, keep_map=bool(args.diff_map))
@@ -136,9 +137,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         _error(f"{args.old}: {result.detail}")
         return EXIT_TROUBLE
     if args.diff_map:
-        if result.ssim_map is not None:
+        if result.edit_map is not None:
             try:
-                render_diff_map(result.ssim_map, size=result.size).save(args.diff_map, format="PNG")
+                render_diff_map(result).save(args.diff_map, format="PNG")
             except OSError as exc:
                 _error(f"cannot write diff map {args.diff_map}: {exc.strerror or exc}")
                 return EXIT_TROUBLE
@@ -147,7 +148,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), sort_keys=True))
     else:
-        print(_describe(result))
+        print(_describe(result, config))
     return EXIT_OK if result.same else EXIT_CHANGED
 
 
@@ -235,14 +236,17 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
 
 
-def _describe(result: Any) -> str:
+def _describe(result: Any, config: Config) -> str:
+    """``same (similar): ...`` plus, past rung 5, every score against its threshold."""
     verdict = "same" if result.same else "changed"
     line = f"{verdict} ({result.reason}): {result.detail}"
-    if result.nrmse is not None and result.reason in ("similar", "dissimilar"):
-        line += (
-            f" [ssim {_fmt(result.ssim)}, nrmse {_fmt(result.nrmse)}, "
-            f"local {_fmt(result.local_ssim)}]"
+    if result.reason in ("similar", "dissimilar"):
+        scores = ", ".join(
+            f"{name} {_fmt(getattr(result, name))} (threshold {getattr(config.compare, name)})"
+            + (" <- decided" if name == result.decided_by else "")
+            for name in ("ssim", "nrmse", "local_edit")
         )
+        line += f"\n  {scores}"
     return line
 
 

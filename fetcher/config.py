@@ -84,13 +84,11 @@ class HttpConfig:
 class CompareConfig:
     """``[compare]``: when two images count as the same picture, and decoding limits."""
 
-    ssim: float = field(default=0.85, metadata={"check": _unit, "want": "a number in [0, 1]"})
-    nrmse: float = field(default=0.93, metadata={"check": _unit, "want": "a number in [0, 1]"})
-    local_shift: float = field(
-        default=0.975, metadata={"check": _unit, "want": "a number in [0, 1]"}
+    ssim: float = field(default=0.937, metadata={"check": _unit, "want": "a number in [0, 1]"})
+    nrmse: float = field(default=0.967, metadata={"check": _unit, "want": "a number in [0, 1]"})
+    local_edit: float = field(
+        default=0.969, metadata={"check": _unit, "want": "a number in [0, 1]"}
     )
-    local_ssim: float = field(default=0.35, metadata={"check": _unit, "want": "a number in [0, 1]"})
-    tile: int = field(default=32, metadata={"check": lambda v: v >= 11, "want": "an integer >= 11"})
     max_pixels: int = field(
         default=120_000_000, metadata={"check": _positive, "want": "pixels > 0"}
     )

@@ -35,6 +35,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,8 @@ __all__ = [
     "DEFAULT_MAX_FRAMES",
     "DEFAULT_MAX_PIXELS",
     "Decoded",
+    "box_reduce",
+    "can_halve",
     "decode",
     "decode_image",
     "decode_path",
@@ -88,6 +91,14 @@ class Decoded:
         Pillow's format name (``"JPEG"``, ``"PNG"``, ...); None for an image made in memory.
     durations : tuple of int
         Display time of each frame in milliseconds, 0 when the file gives none.
+    scale : int
+        1, or 2 when decoded at half size: the frames are then ``ceil(H / 2) x ceil(W / 2)``
+        (2 x 2 means; for a JPEG, libjpeg's DCT scaling) while ``size`` stays the full size.
+    reduced : tuple of numpy.ndarray or None
+        With ``reduction`` > 1, every frame reduced by that factor from full size
+        (``f x f`` means, as ``Image.reduce``), in the same band layout.
+    reduction : int
+        The factor of ``reduced`` (1 when there is none).
     """
 
     frames: tuple[np.ndarray, ...]
@@ -96,6 +107,9 @@ class Decoded:
     data_range: int
     format: str | None
     durations: tuple[int, ...]
+    scale: int = 1
+    reduced: tuple[np.ndarray, ...] | None = None
+    reduction: int = 1
 
     @property
     def n_frames(self) -> int:
@@ -240,11 +254,96 @@ def _orientation(img: Image.Image) -> int:
 # --------------------------------------------------------------------------- decoding
 
 
+def can_halve(img: Image.Image) -> bool:
+    """True when libjpeg can decode ``img`` at half size: an unloaded still JPEG in L or RGB."""
+    still = img.format == "JPEG" or (img.format == "MPO" and frame_count(img) == 1)
+    return still and img.mode in ("L", "RGB") and len(getattr(img, "tile", None) or ()) == 1
+
+
+#: Modes Pillow reduces itself (in C, before any pixel reaches numpy) exactly as
+#: :func:`box_reduce` does; with alpha it weights colour by alpha, so LA and RGBA do not.
+_PILLOW_REDUCES = frozenset({"L", "RGB"})
+
+
+def box_reduce(arr: np.ndarray, f: int) -> np.ndarray:
+    """``f x f`` block means of ``(H, W, C)`` pixels, as ``Image.reduce`` computes them.
+
+    Same dtype; the blocks of the last row and column may be partial (the size rounds
+    up). Each mean is Pillow's fixed-point division ``(sum + n // 2) * m >> 24`` with
+    ``m = float32(2**32) / float32(256 n)`` truncated (exactly ``(sum + n // 2) // n``
+    when ``n`` is a power of two). Used where Pillow does not reduce (alpha, 16-bit grey,
+    frames normalised in numpy), so that both ways give the same pixels.
+    """
+    if f == 1:
+        return arr
+    h, w = arr.shape[:2]
+    rows = np.add.reduceat(arr.astype(np.uint64), np.arange(0, h, f), axis=0)
+    sums = np.add.reduceat(rows, np.arange(0, w, f), axis=1)
+    counts = np.outer(
+        np.diff(np.append(np.arange(0, h, f), h)), np.diff(np.append(np.arange(0, w, f), w))
+    )[:, :, None].astype(np.uint64)
+    if arr.dtype != np.uint8:  # Pillow does not reduce these: plain rounding
+        plain: np.ndarray = ((sums + counts // 2) // counts).astype(arr.dtype)
+        return plain
+    multiplier = (np.float32(2**32) / (np.float32(256) * counts.astype(np.float32))).astype(
+        np.uint64
+    )
+    out: np.ndarray = (((sums + counts // 2) * multiplier) >> 24).astype(arr.dtype)
+    return out
+
+
+#: EXIF orientation -> the Pillow transpose that displays the stored pixels upright.
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _frame_arrays(
+    img: Image.Image, *, halve: bool, reduction: int, orientation: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The current frame upright, at half size (or as is), and reduced by ``reduction``.
+
+    The frame is turned upright *before* it is reduced, so that the blocks of a
+    reduction line up with those of the same picture stored upright (a partial block
+    always ends up at the bottom and right). Common modes are turned and reduced by
+    Pillow before becoming arrays (a full-size array of a 12 MP photograph costs as
+    much as decoding it); the others are normalised in numpy and reduced there, the
+    same way (:func:`box_reduce`).
+    """
+    if img.mode in _PILLOW_REDUCES and "transparency" not in img.info:
+        upright = img.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else img
+        work = pillow_call(partial(upright.reduce, 2)) if halve else upright
+        small = None
+        if reduction > 1:
+            small = (
+                work
+                if reduction == 2 and halve
+                else pillow_call(partial(upright.reduce, reduction))
+            )
+        return _bands(np.asarray(work)), (None if small is None else _bands(np.asarray(small)))
+    full = _frame_array(img)
+    turn = _ORIENT.get(orientation)
+    if turn is not None:
+        full = np.ascontiguousarray(turn(full))
+    return box_reduce(full, 2) if halve else full, (
+        box_reduce(full, reduction) if reduction > 1 else None
+    )
+
+
 def decode_image(
     img: Image.Image,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_frames: int = DEFAULT_MAX_FRAMES,
+    half: bool = False,
+    reduction: int = 1,
+    dct: bool = True,
 ) -> Decoded:
     """Normalise an opened Pillow image, every frame, after checking the caps.
 
@@ -255,6 +354,8 @@ def decode_image(
         A multi-frame image is left seeked to the frame it was on.
     max_pixels, max_frames : int
         The caps, as for :func:`decode`.
+    half, reduction, dct
+        As for :func:`decode`.
 
     Returns
     -------
@@ -268,36 +369,56 @@ def decode_image(
     n_frames = frame_count(img)
     width, height = img.size
     check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=max_frames)
+    scale = 2 if half and min(width, height) >= 2 else 1
+    # libjpeg halves a JPEG while decoding it, unless a reduction from full size is asked
+    # for, or a turn would move its partial last block (odd size) to the top or left
+    # (a JPEG's EXIF is in its header: reading it loads no pixels).
+    drafted = dct and scale == 2 and reduction == 1 and can_halve(img)
+    if drafted and (width % 2 or height % 2) and _orientation(img) != 1:
+        drafted = False
+    if drafted:
+        pillow_call(partial(img.draft, img.mode, (width // 2, height // 2)))
     start = img.tell() if n_frames > 1 else 0
     arrays: list[np.ndarray] = []
+    smalls: list[np.ndarray | None] = []
     durations: list[int] = []
     try:
+        orientation = 1
         for index in range(n_frames):
-            load_frame(img, index, n_frames, (width, height))
-            arrays.append(_frame_array(img))
+            load_frame(img, index, n_frames, img.size if drafted else (width, height))
+            if index == 0:  # after loading: a PNG may keep its EXIF behind the pixels
+                orientation = _orientation(img)
+            arr, small = _frame_arrays(
+                img, halve=scale == 2 and not drafted, reduction=reduction, orientation=orientation
+            )
+            arrays.append(arr)
+            smalls.append(small)
             duration = img.info.get("duration", 0)
             durations.append(round(duration) if isinstance(duration, (int, float)) else 0)
         if n_frames > 1:
             pillow_call(lambda: img.seek(0))
-        orientation = _orientation(img)
     finally:
         if n_frames > 1 and img.tell() != start:
             with contextlib.suppress(DecodeError):  # best effort; keep the first error
                 pillow_call(lambda: img.seek(start))
     bands, dtype = _layout(arrays)
-    turn = _ORIENT.get(orientation)
-    frames = []
-    for arr in arrays:
-        out = _convert(arr, bands, dtype)
-        frames.append(_frozen(turn(out) if turn is not None else out))
-    height_out, width_out = frames[0].shape[:2]
+
+    def upright(arr: np.ndarray) -> np.ndarray:
+        return _frozen(_convert(arr, bands, dtype))
+
+    reduced = None
+    if reduction > 1:
+        reduced = tuple(upright(small) for small in smalls if small is not None)
     return Decoded(
-        frames=tuple(frames),
+        frames=tuple(upright(arr) for arr in arrays),
         mode=_mode_of(bands, dtype),
-        size=(width_out, height_out),
+        size=(height, width) if orientation in (5, 6, 7, 8) else (width, height),
         data_range=_peak(dtype),
         format=img.format,
         durations=tuple(durations),
+        scale=scale,
+        reduced=reduced,
+        reduction=reduction,
     )
 
 
@@ -306,6 +427,9 @@ def decode(
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_frames: int = DEFAULT_MAX_FRAMES,
+    half: bool = False,
+    reduction: int = 1,
+    dct: bool = True,
 ) -> Decoded:
     """Decode image bytes into normalised frames (see the module docstring).
 
@@ -317,6 +441,14 @@ def decode(
         Most pixels allowed in one frame and over all frames together.
     max_frames : int
         Most frames allowed.
+    half : bool
+        Give the frames at half size (``scale`` 2): ``2 x 2`` means, or for a still JPEG
+        libjpeg's DCT scaling at decode time (unless ``reduction`` asks for the full size).
+    reduction : int
+        Also give every frame reduced by this factor from full size (``reduced``).
+    dct : bool
+        Let libjpeg halve a JPEG; False halves it by ``2 x 2`` means like any image (two
+        images compared must be halved the same way).
 
     Returns
     -------
@@ -331,7 +463,14 @@ def decode(
         names the cause.
     """
     with open_image(bytes(data), max_pixels=max_pixels) as img:
-        return decode_image(img, max_pixels=max_pixels, max_frames=max_frames)
+        return decode_image(
+            img,
+            max_pixels=max_pixels,
+            max_frames=max_frames,
+            half=half,
+            reduction=reduction,
+            dct=dct,
+        )
 
 
 def decode_path(
@@ -400,4 +539,9 @@ def _harmonised(image: Decoded, bands: int, dtype: type[np.generic]) -> Decoded:
         data_range=_peak(dtype),
         format=image.format,
         durations=image.durations,
+        scale=image.scale,
+        reduced=None
+        if image.reduced is None
+        else tuple(_frozen(_convert(f, bands, dtype)) for f in image.reduced),
+        reduction=image.reduction,
     )

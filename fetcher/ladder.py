@@ -21,7 +21,7 @@ from .store import Destination, FileInfo, parse_http_date
 if TYPE_CHECKING:  # numpy, scipy and Pillow are imported only when a download needs them
     from collections.abc import Callable
 
-    from .compare import Comparison
+    from .comparison import Comparison
 
 __all__ = ["CompareRunner", "Job", "Outcome", "run_job"]
 
@@ -236,8 +236,7 @@ def _descend(
                 reason=verdict.reason,
                 ssim=verdict.ssim,
                 nrmse=verdict.nrmse,
-                local_ssim=verdict.local_ssim,
-                local_shift=verdict.local_shift,
+                local_edit=verdict.local_edit,
                 detail=verdict.detail,
             )
         if result.outcome == "unchanged":
@@ -261,6 +260,6 @@ def _decodes(body: bytes, cfg: CompareConfig) -> None:
 
 
 def _compare(old: bytes, new: bytes, cfg: CompareConfig) -> Comparison:
-    from .compare import compare
+    from .comparison import compare
 
     return compare(old, new, cfg, threads=1)

@@ -32,8 +32,7 @@ REPORT_FIELDS = (
     "bytes",
     "ssim",
     "nrmse",
-    "local_ssim",
-    "local_shift",
+    "local_edit",
     "elapsed",
     "error",
     "detail",
@@ -60,8 +59,8 @@ class Result:
         Status of the final response (None when no response arrived).
     bytes : int
         Body bytes received (0 for a 304).
-    ssim, nrmse, local_ssim, local_shift : float or None
-        Similarity scores when the similarity rung ran.
+    ssim, nrmse, local_edit : float or None
+        Similarity scores when the similarity rung ran (see :mod:`fetcher.similarity`).
     elapsed : float
         Seconds spent on this URL.
     error : str or None
@@ -82,8 +81,7 @@ class Result:
     bytes: int = 0
     ssim: float | None = None
     nrmse: float | None = None
-    local_ssim: float | None = None
-    local_shift: float | None = None
+    local_edit: float | None = None
     elapsed: float = 0.0
     error: str | None = None
     detail: str | None = None

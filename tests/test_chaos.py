@@ -33,7 +33,7 @@ from fetcher.config import load_config
 from fetcher.mirror import sync
 # fetcher loads the array stack on the first download that needs it; load it up front so
 # the memory compared across runs is the runs' own, not a one-time import
-import fetcher.compare, fetcher.decode, fetcher.similarity
+import fetcher.comparison, fetcher.decode, fetcher.similarity
 
 dest, urls, config = sys.argv[1:4]
 

@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from fetcher.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-JSON_KEYS = {"same", "reason", "ssim", "nrmse", "local_ssim", "local_shift", "decided_by"}
+JSON_KEYS = {"same", "reason", "ssim", "nrmse", "local_edit", "decided_by", "bands"}
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +151,8 @@ def test_compare_json_keys(capsys: pytest.CaptureFixture[str], images: dict[str,
     verdict = json.loads(lines[0])
     assert set(verdict) >= JSON_KEYS
     assert verdict["same"] is False and verdict["reason"] == "dissimilar"
-    assert verdict["decided_by"] in ("ssim", "nrmse", "local_shift", "local_ssim")
-    for key in ("ssim", "nrmse", "local_ssim", "local_shift"):
+    assert verdict["decided_by"] in ("ssim", "nrmse", "local_edit")
+    for key in ("ssim", "nrmse", "local_edit"):
         assert isinstance(verdict[key], float) and 0.0 <= verdict[key] <= 1.0
 
 
@@ -172,12 +172,15 @@ def test_compare_diff_map(
     out_png = tmp_path / "diff.png"
     code, _, err = run(capsys, images["png"], images["edited"], "--diff-map", out_png)
     assert code == 1 and err == ""
+    width, height = Image.open(images["png"]).size
     with Image.open(out_png) as heat:
         assert heat.format == "PNG"
-        assert heat.size == Image.open(images["png"]).size
-        lum = np.asarray(heat.convert("L")).astype(np.float64)
-    # the box (150..199, 100..149) lights up; the rest stays dark
-    assert lum[95:155, 145:205].mean() > 3 * lum[:80, :].mean()
+        assert heat.size[0] == width and heat.size[1] > height  # the legend strip below
+        rgb = np.asarray(heat.convert("RGB"))[:height].astype(np.int16)
+    colour = np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])
+    # the box (150..199, 100..149) lights up in colour; the rest stays grey
+    assert colour[95:155, 145:205].mean() > 5 * colour[:80, :].mean()
+    assert colour[:80, :].mean() < 10
 
 
 def test_compare_diff_map_not_written_without_similarity(

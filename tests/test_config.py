@@ -51,7 +51,8 @@ def test_int_accepted_for_float_keys() -> None:
         ("[sync]\nlayout = 'flat'\n", "sync.layout"),
         ("[http]\nheaders = { X = 1 }\n", "http.headers"),
         ("[compare]\nssim = 1.5\n", "compare.ssim"),
-        ("[compare]\ntile = 5\n", "compare.tile"),
+        ("[compare]\nlocal_edit = -0.1\n", "compare.local_edit"),
+        ("[compare]\nlocal_shift = 0.9\n", "compare.local_shift"),  # a key of fetcher 0.1
         ("[nonsense]\nx = 1\n", "[nonsense]"),
         ("sync = 3\n", "[sync]"),
         ("[sync\n", "not valid TOML"),

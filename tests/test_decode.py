@@ -18,7 +18,15 @@ from conftest import encode, gradient_rgb, photo
 from PIL import Image, ImageFile
 
 from fetcher import probe
-from fetcher.decode import Decoded, decode, decode_image, decode_path, harmonise, read_header
+from fetcher.decode import (
+    Decoded,
+    box_reduce,
+    decode,
+    decode_image,
+    decode_path,
+    harmonise,
+    read_header,
+)
 from fetcher.errors import DecodeError, StoreError, TooManyPixelsError
 from fetcher.probe import verify
 
@@ -692,3 +700,56 @@ def test_verify_decodes_a_jpeg_at_reduced_scale_only(monkeypatch: pytest.MonkeyP
     probe.verify(encode(photo_rgb(), "JPEG", quality=90))
     probe.verify(encode(photo_rgb(), "PNG"))
     assert seen == [(32, 32), (256, 256)]
+
+
+# --- half size and reductions ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize(("shape", "f"), [((40, 50), 2), ((41, 53), 2), ((37, 29), 3), ((9, 7), 4)])
+def test_box_reduce_is_pillows_reduce(mode: str, shape: tuple[int, int], f: int) -> None:
+    """The numpy reduction (for frames Pillow does not reduce) rounds exactly as Pillow
+    does for the modes Pillow reduces (L and RGB; with alpha Pillow weights by alpha)."""
+    bands = len(mode)
+    arr = np.random.default_rng(f).integers(0, 256, (*shape, bands), dtype=np.uint8)
+    img = Image.fromarray(arr[:, :, 0] if bands == 1 else arr, mode)
+    ours = box_reduce(arr, f)
+    theirs = np.asarray(img.reduce(f))
+    np.testing.assert_array_equal(ours[:, :, 0] if bands == 1 else ours, theirs)
+
+
+def test_half_size_decodes_agree_across_modes() -> None:
+    """A palette PNG (normalised in numpy) and the same picture as RGB (reduced by
+    Pillow) give the same half-size and reduced frames."""
+    rgb = photo_rgb().resize((420, 390)).quantize(colors=64).convert("RGB")
+    a = decode(encode(rgb.quantize(colors=256), "PNG"), half=True, reduction=3)
+    b = decode(encode(rgb, "PNG"), half=True, reduction=3)
+    assert a.scale == b.scale == 2 and a.size == b.size == (420, 390)
+    assert a.frames[0].shape == (195, 210, 3)
+    np.testing.assert_array_equal(a.frames[0], b.frames[0])
+    assert a.reduced is not None and b.reduced is not None and a.reduction == 3
+    assert a.reduced[0].shape == (130, 140, 3)
+    np.testing.assert_array_equal(a.reduced[0], b.reduced[0])
+
+
+def test_a_jpeg_is_halved_by_libjpeg_only_when_allowed() -> None:
+    data = encode(photo_rgb().resize((401, 300)), "JPEG", quality=90)
+    dct = decode(data, half=True)
+    box = decode(data, half=True, dct=False)
+    assert dct.scale == box.scale == 2 and dct.size == box.size == (401, 300)
+    assert dct.frames[0].shape == box.frames[0].shape == (150, 201, 3)
+    assert not np.array_equal(dct.frames[0], box.frames[0])  # two different halvings
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (200, 150))
+        np.testing.assert_array_equal(dct.frames[0], np.asarray(im))
+    full = decode(data, half=True, reduction=3)  # a reduction from full size: no DCT halving
+    np.testing.assert_array_equal(full.frames[0], box.frames[0])
+
+
+def test_half_size_keeps_the_displayed_size_of_a_turned_image() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 clockwise to display
+    data = encode(photo_rgb().resize((400, 300)), "JPEG", quality=90, exif=exif.tobytes())
+    decoded = decode(data, half=True)
+    assert decoded.size == (300, 400)
+    assert decoded.frames[0].shape == (200, 150, 3)

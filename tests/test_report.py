@@ -20,7 +20,7 @@ DESIGN_FIELDS = (
     "bytes",
     "ssim",
     "nrmse",
-    "local_ssim",
+    "local_edit",
     "elapsed",
     "error",
 )
@@ -69,12 +69,12 @@ def test_result_is_frozen() -> None:
 
 
 def test_to_dict_has_every_design_field_in_order_and_rounds_elapsed() -> None:
-    r = result("unchanged", "similar", ssim=0.97, nrmse=0.98, local_ssim=0.9, elapsed=1.234567891)
+    r = result("unchanged", "similar", ssim=0.97, nrmse=0.98, local_edit=0.9, elapsed=1.234567891)
     record = r.to_dict()
     keys = list(record)
     assert [k for k in keys if k in DESIGN_FIELDS] == list(DESIGN_FIELDS)
     assert record["elapsed"] == 1.2346
-    assert (record["ssim"], record["nrmse"], record["local_ssim"]) == (0.97, 0.98, 0.9)
+    assert (record["ssim"], record["nrmse"], record["local_edit"]) == (0.97, 0.98, 0.9)
     assert record["error"] is None and record["http_status"] is None
 
 

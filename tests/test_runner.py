@@ -307,7 +307,7 @@ def _compare_or_die(old: bytes, new: bytes, cfg: Any) -> Any:
     """Stands in for fetcher.ladder._compare in the forked workers: dies on a marked image."""
     if new.endswith(_MARK):
         os.kill(os.getpid(), signal.SIGKILL)
-    from fetcher.compare import compare
+    from fetcher.comparison import compare
 
     return compare(old, new, cfg, threads=1)
 

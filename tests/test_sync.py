@@ -622,7 +622,7 @@ def test_report_has_one_object_per_url_with_the_design_fields(mirror: Mirror) ->
         len(pictures()["/gradient.png"]),
         None,
     )
-    assert ok["ssim"] is None and ok["nrmse"] is None and ok["local_ssim"] is None
+    assert ok["ssim"] is None and ok["nrmse"] is None and ok["local_edit"] is None
     assert (missing["outcome"], missing["reason"], missing["http_status"]) == (
         "failed",
         "http-404",
@@ -922,7 +922,7 @@ def test_the_array_stack_loads_only_when_a_download_needs_it(
         "from PIL import Image\n"
         "img = Image.new('RGB', (16, 16), (10, 20, 30))\n"
         "c = fetcher.compare(img, img.copy())\n"
-        "module = sys.modules['fetcher.compare']\n"
+        "module = sys.modules['fetcher.comparison']\n"
         "print(c.reason, fetcher.compare is module.compare, 'numpy' in sys.modules)\n"
     )
     run = subprocess.run(

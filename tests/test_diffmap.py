@@ -1,0 +1,61 @@
+"""Tests for fetcher.diffmap: the picture of where two images differ."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import encode, photo
+from PIL import Image, ImageDraw, ImageFont
+
+from fetcher import CompareConfig
+from fetcher.comparison import compare
+from fetcher.diffmap import render_diff_map
+
+DEFAULTS = CompareConfig()
+
+
+def big_photo(size: tuple[int, int] = (800, 600)) -> Image.Image:
+    img = photo("astronaut").convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    grain = np.random.default_rng(3).normal(0, 3, (size[1], size[0], 1))
+    return Image.fromarray(np.clip(np.asarray(img) + grain, 0, 255).astype(np.uint8))
+
+
+def with_text(img: Image.Image, text: str, size: int, where: tuple[int, int]) -> Image.Image:
+    out = img.copy()
+    ImageDraw.Draw(out).text(where, text, font=ImageFont.load_default(size=size), fill="white")
+    return out
+
+
+def coloured(picture: Image.Image) -> np.ndarray:
+    """Where the map paints colour over the dimmed grey image."""
+    rgb = np.asarray(picture.convert("RGB")).astype(np.int16)
+    return (np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])) > 40
+
+
+def test_diff_map_is_calm_for_a_re_encode_and_lights_up_where_an_edit_is() -> None:
+    base = big_photo((800, 600))
+    old = encode(base, "JPEG", quality=95)
+    calm = compare(old, encode(base, "JPEG", quality=80, subsampling=2), keep_map=True)
+    assert calm.same
+    calm_map = render_diff_map(calm)
+    assert calm_map.size[0] == 800 and calm_map.size[1] > 600  # the legend strip below
+    assert coloured(calm_map.crop((0, 0, 800, 600))).mean() < 0.01
+    edited = with_text(base, "SOLD OUT", 24, (500, 400))
+    loud = compare(old, encode(edited, "JPEG", quality=90), keep_map=True)
+    assert not loud.same
+    picture = render_diff_map(loud, legend=False)
+    assert picture.size == (800, 600)
+    lit = coloured(picture)
+    ys, xs = np.nonzero(lit)
+    assert lit.mean() > 0.002
+    assert 380 <= np.median(ys) <= 440 and 490 <= np.median(xs) <= 640  # around the text
+    assert loud.edit_limit == pytest.approx((1 - DEFAULTS.local_edit) * 255)
+
+
+def test_diff_map_needs_a_kept_map() -> None:
+    png = encode(photo("chelsea"), "PNG")
+    q90 = encode(photo("chelsea"), "JPEG", quality=90)
+    with pytest.raises(ValueError, match="keep_map"):
+        render_diff_map(compare(png, q90))
+    with pytest.raises(ValueError, match="identical-bytes"):
+        render_diff_map(compare(png, png, keep_map=True))
