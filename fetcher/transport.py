@@ -43,7 +43,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pycurl
 
 from .config import HttpConfig
-from .errors import FetchConnectionError, FetchError, FetchTimeoutError, TooLargeError, UrlError
+from .errors import (
+    FetchConnectionError,
+    FetcherError,
+    FetchError,
+    FetchTimeoutError,
+    TooLargeError,
+    UrlError,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -313,8 +320,6 @@ class CurlEngine:
         self._lock = threading.Lock()
         self._handles: list[_Handle] = []
         self._cancelled = False
-        base = [f"User-Agent: {config.user_agent}"]
-        self._base = base
 
     def _handle(self) -> _Handle:
         handle: _Handle | None = getattr(self._local, "handle", None)
@@ -362,11 +367,12 @@ class CurlEngine:
     def _reply(self, url: str, handle: _Handle) -> Reply:
         status = handle.status or int(handle.curl.getinfo(pycurl.RESPONSE_CODE))
         body = b"".join(handle.chunks) if 200 <= status < 300 else None
+        handle.chunks = []  # the handle outlives the request: it must not hold the body
         return Reply(url, status, handle.phrase, handle.headers, body)
 
     def _error(
         self, url: str, handle: _Handle, code: int, message: str, took: float, exchange: Exchange
-    ) -> FetchError:
+    ) -> FetcherError:
         cfg = self.config
         if self._cancelled:
             return interrupted(url)
@@ -384,7 +390,7 @@ class CurlEngine:
         if code in _TLS:
             return FetchConnectionError(f"GET {url}: TLS error ({message})", url=url)
         if code in _BAD_URL:
-            return UrlError(f"GET {url}: malformed URL ({message})")  # type: ignore[return-value]
+            return UrlError(f"GET {url}: malformed URL ({message})")
         if code in _NO_CONNECTION:
             return _transient(
                 FetchConnectionError(f"GET {url}: cannot connect ({message})", url=url)
@@ -563,7 +569,7 @@ class RequestsEngine:
             )
         )
 
-    def _map(self, url: str, exc: Exception) -> FetchError:
+    def _map(self, url: str, exc: Exception) -> FetcherError:
         """A requests exception raised before the answer arrived, as ours."""
         errors = self._requests.exceptions
         cfg = self.config
@@ -574,7 +580,7 @@ class RequestsEngine:
         if isinstance(exc, errors.SSLError):
             return FetchConnectionError(f"GET {url}: TLS error ({_cause(exc)})", url=url)
         if isinstance(exc, errors.InvalidSchema | errors.InvalidURL | errors.MissingSchema):
-            return UrlError(f"GET {url}: {exc}")  # type: ignore[return-value]
+            return UrlError(f"GET {url}: {exc}")
         if isinstance(exc, errors.ConnectionError):
             text = str(exc)
             if "Connection aborted" in text or "RemoteDisconnected" in text:

@@ -174,6 +174,15 @@ def test_cancel_ends_a_transfer_in_flight_at_once(origin: Origin, kind: str) -> 
         engine.send(Exchange(origin.url("/slow.png"), {}, 60.0))
 
 
+def test_libcurl_keeps_no_body_once_it_is_handed_over(origin: Origin) -> None:
+    """Each worker thread keeps its handle for the run: it must not keep the last body too."""
+    origin.publish("/a.png", PNG)
+    engine = CurlEngine(HttpConfig())
+    assert engine.send(Exchange(origin.url("/a.png"), {}, 30.0)).body == PNG
+    assert [h.chunks for h in engine._handles] == [[]]
+    engine.close()
+
+
 def test_ca_bundle_prefers_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CURL_CA_BUNDLE", "/x/ca.pem")
     assert ca_bundle() == "/x/ca.pem"
