@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from . import __version__
 from .config import Config, load_config
@@ -21,10 +22,81 @@ EXIT_OK = 0
 EXIT_CHANGED = 1  # compare: the images differ; sync: at least one URL failed
 EXIT_TROUBLE = 2
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE  # what a shell reports for a tool killed by SIGPIPE
 
 
 def _error(message: str) -> None:
     print(f"fetcher: {message}", file=sys.stderr)
+
+
+def _silence(stream: IO[str]) -> None:
+    """Point ``stream``'s descriptor at /dev/null: nothing more is written to a closed pipe.
+
+    Python flushes stdout once more at exit; on a closed pipe that would print
+    "Exception ignored ... BrokenPipeError" after all.
+    """
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
+class _Console:
+    """Every line a run prints, on stdout or stderr; a closed pipe stops the run quietly.
+
+    When the reader of either stream goes away (``fetcher sync ... | head -1``), the
+    stream is silenced and, during a run, the run is stopped as by Ctrl-C (in-flight
+    writes finish, state and report are flushed; SIGINT raised here is held until the
+    result being recorded is recorded). Nothing more is printed; the exit status is
+    that of a tool killed by SIGPIPE.
+    """
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.running = False
+
+    def line(self, text: str, stream: IO[str]) -> None:
+        """Print one line and flush it (a closed pipe shows at once, not at exit)."""
+        if self.closed:
+            return
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except BrokenPipeError:
+            self.pipe_closed(stream)
+
+    def pipe_closed(self, stream: IO[str]) -> None:
+        already, self.closed = self.closed, True
+        _silence(stream)
+        if already or not self.running:
+            return
+        if threading.current_thread() is threading.main_thread():
+            signal.raise_signal(signal.SIGINT)  # stop the run the graceful way
+
+
+class _ConsoleStream:
+    """A stream for the JSON-lines report on stdout, with the console's closed-pipe rule."""
+
+    def __init__(self, console: _Console, stream: IO[str]) -> None:
+        self.console = console
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if not self.console.closed:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self.console.pipe_closed(self.stream)
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.console.closed:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self.console.pipe_closed(self.stream)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader of our output went away: stop quietly
+        _silence(sys.stdout)
+        _silence(sys.stderr)
+        return EXIT_PIPE_CLOSED
     except Exception as exc:  # a bug: one line and exit 2, never a traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         _error(f"internal error: {type(exc).__name__}" + (f": {message}" if message else ""))
@@ -154,12 +230,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_sync(args: argparse.Namespace) -> int:
     from .mirror import sync
-    from .report import ReportWriter, Result
+    from .report import ReportFile, ReportWriter, Result
 
     config = _load(args, sync={"workers": args.workers, "scheduler": args.scheduler})
     to_stdout = args.report == "-"
     out = sys.stderr if to_stdout else sys.stdout
     terminal = sys.stderr.isatty()
+    console = _Console()
     with contextlib.ExitStack() as stack:
         if args.urls == "-":
             lines = sys.stdin
@@ -169,17 +246,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             except OSError as exc:
                 _error(f"cannot read URL list {args.urls}: {exc.strerror or exc}")
                 return EXIT_TROUBLE
-        writer = None
-        if args.report:
-            if to_stdout:
-                stream = sys.stdout
-            else:
-                try:
-                    stream = stack.enter_context(open(args.report, "w", encoding="utf-8"))
-                except OSError as exc:
-                    _error(f"cannot write report {args.report}: {exc.strerror or exc}")
-                    return EXIT_TROUBLE
-            writer = ReportWriter(stream)
+        writer: ReportWriter | None = None
+        if to_stdout:
+            writer = ReportWriter(_ConsoleStream(console, sys.stdout))
+        elif args.report:
+            writer = ReportFile(args.report)  # touched only once the run holds the lock
+        if writer is not None:
+            stack.callback(writer.close)
 
         hosts_down: set[str] = set()
 
@@ -188,32 +261,37 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 host = str(result.error).partition(" is down")[0]
                 if host not in hosts_down:
                     hosts_down.add(host)
-                    print(f"fetcher: {result.error}", file=sys.stderr)
+                    console.line(f"fetcher: {result.error}", sys.stderr)
             elif not result.ok:
-                print(f"fetcher: {_failure_line(result)}", file=sys.stderr)
+                console.line(f"fetcher: {_failure_line(result)}", sys.stderr)
                 if args.verbose and result.traceback:
-                    print(result.traceback.rstrip(), file=sys.stderr)
+                    console.line(result.traceback.rstrip(), sys.stderr)
             elif args.verbose:
                 extra = f" ({result.detail})" if result.detail else ""
-                print(f"{result.outcome:9} {result.reason:16} {result.path}{extra}", file=out)
+                console.line(f"{result.outcome:9} {result.reason:16} {result.path}{extra}", out)
 
-        report = sync(
-            lines,
-            args.dest,
-            config,
-            dry_run=args.dry_run,
-            force=args.force,
-            writer=writer,
-            on_result=show,
-            progress=terminal and not args.no_progress and not args.quiet,
-        )
+        console.running = True
+        try:
+            report = sync(
+                lines,
+                args.dest,
+                config,
+                dry_run=args.dry_run,
+                force=args.force,
+                writer=writer,
+                on_result=show,
+                progress=terminal and not args.no_progress and not args.quiet,
+            )
+        finally:
+            console.running = False
+    if console.closed:
+        return EXIT_PIPE_CLOSED
     if not args.quiet:
-        print(
-            report.summary_table() if terminal and out.isatty() else report.summary_line(), file=out
-        )
-    if report.interrupted:
+        summary = report.summary_table() if terminal and out.isatty() else report.summary_line()
+        console.line(summary, out)
+    if report.interrupted and not console.closed:
         _error("interrupted; finished writes kept, state and report flushed")
-    return report.exit_code
+    return EXIT_PIPE_CLOSED if console.closed else report.exit_code
 
 
 def _failure_line(result: Any) -> str:

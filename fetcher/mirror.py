@@ -187,6 +187,8 @@ def sync(
             Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
         )
         with State.open(state_path, timeout=config.sync.state_timeout) as state:
+            if writer is not None:
+                writer.start()  # the report is touched only now, the lock held
             run(
                 _while_in_place(_entries(urls, config.sync.layout), root),
                 root,

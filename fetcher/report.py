@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import secrets
+import stat
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from .errors import StoreError
 
 __all__ = [
     "OUTCOMES",
     "Progress",
     "Report",
+    "ReportFile",
     "ReportWriter",
     "Result",
     "format_bytes",
@@ -193,11 +201,27 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-class ReportWriter:
-    """Writes one JSON object per result per line, flushed as it goes."""
+class TextSink(Protocol):
+    """What a report is written to: ``write`` and ``flush``, as a text stream has."""
 
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class ReportWriter:
+    """Writes one JSON object per result per line to a stream, flushed as it goes.
+
+    :func:`fetcher.sync` calls :meth:`start` once it holds the destination's lock,
+    before the first :meth:`write`; the caller calls :meth:`close` after the run. For a
+    stream both do nothing but flush: the stream stays the caller's.
+    """
+
+    def __init__(self, stream: TextSink) -> None:
+        self.stream: TextSink = stream
+
+    def start(self) -> None:
+        """Get ready to write (the run holds the lock now)."""
 
     def write(self, result: Result) -> None:
         self.stream.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
@@ -206,6 +230,86 @@ class ReportWriter:
     def write_all(self, results: Iterable[Result]) -> None:
         for result in results:
             self.write(result)
+
+    def close(self) -> None:
+        """Flush what was written."""
+        self.stream.flush()
+
+
+class ReportFile(ReportWriter):
+    """A report file, written beside its final name and renamed into place at the end.
+
+    Nothing touches ``path`` before :meth:`start`, which :func:`fetcher.sync` calls only
+    once the destination is locked: a run locked out by another never opens, truncates
+    or creates it. The lines go to a new file ``.NAME.XXXXXXXX.part`` in the same
+    folder, flushed as they go (a killed run leaves whole lines there); :meth:`close`
+    fsyncs it and renames it over ``path``, so a reader of ``path`` sees the whole
+    previous report or the whole new one. A file already at ``path`` lends its
+    permission bits to the new one.
+
+    Parameters
+    ----------
+    path : path-like
+        The report's final name.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._temp: Path | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._temp is not None
+
+    def start(self) -> None:
+        """Create the temporary file beside ``path``.
+
+        Raises
+        ------
+        StoreError
+            It cannot be created (a missing or read-only folder...), naming ``path``.
+        """
+        if self._temp is not None:
+            return
+        temp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.part")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            with contextlib.suppress(FileNotFoundError):
+                os.fchmod(fd, stat.S_IMODE(os.stat(self.path).st_mode))
+        except OSError as exc:
+            raise StoreError(f"cannot write report {str(self.path)!r}: {exc.strerror}") from None
+        self._file = open(fd, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
+        self.stream = self._file
+        self._temp = temp
+
+    def write(self, result: Result) -> None:
+        if self._temp is None:
+            self.start()
+        super().write(result)
+
+    def close(self) -> None:
+        """Put the report in place: fsync it and rename it over ``path`` (if started).
+
+        Raises
+        ------
+        StoreError
+            The report cannot be synced or renamed; the temporary file is removed and
+            ``path`` is left as it was.
+        """
+        temp, self._temp = self._temp, None
+        if temp is None:
+            return
+        try:
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
+            os.replace(temp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            raise StoreError(f"cannot write report {str(self.path)!r}: {exc.strerror}") from None
 
 
 class Progress:

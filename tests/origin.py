@@ -35,6 +35,7 @@ FAULT_KINDS = frozenset(
         "raw-headers",
         "ignore-conditional",
         "stall",
+        "wait",
     }
 )
 
@@ -240,6 +241,8 @@ class Origin:
         - ``redirect``: ``location`` (default: the path itself, a loop), ``code`` (302).
         - ``ignore-conditional``: always 200 with the full body.
         - ``stall``: send nothing for ``seconds`` (default 5.0), then serve normally.
+        - ``wait``: send nothing until ``event`` (a ``threading.Event``) is set (at most
+          ``seconds``, default 60.0), then serve normally: a test decides when.
 
         After ``times`` requests the path serves normally again. A fault on an
         unpublished path serves ``body`` option or a small default body where it needs one.
@@ -498,6 +501,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if self._wait(float(opts.get("seconds", 5.0))):
                 self.close_connection = True
                 return True
+            return False
+        elif kind == "wait":
+            event: threading.Event = opts["event"]
+            deadline = time.monotonic() + float(opts.get("seconds", 60.0))
+            while not event.wait(0.05):
+                if self.origin._stopping.is_set() or time.monotonic() > deadline:
+                    self.close_connection = True
+                    return True
             return False
         return True
 

@@ -11,6 +11,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -379,9 +380,11 @@ def test_sigterm_and_ctrl_c_end_with_130_and_a_flushed_report_and_state(
     m.publish_new()
     report = tmp_path / "stopped.jsonl"
     child = Child.start(tmp_path, "stopped", m.argv("--report", str(report)), slow_disk=True)
-    assert wait_for(
-        lambda: report.exists() and report.read_text("utf-8").count("\n") >= 3, timeout=30
-    )
+
+    def three_lines_written() -> bool:  # the report grows beside its name until the end
+        return any(p.read_text("utf-8").count("\n") >= 3 for p in tmp_path.glob(".stopped*"))
+
+    assert wait_for(three_lines_written, timeout=30)
     child.proc.send_signal(signum)
     assert child.wait() == 130
     err = child.stderr
@@ -473,6 +476,38 @@ def test_a_second_run_exits_2_at_once_and_a_killed_holder_does_not_block(
     third = Child.start(tmp_path, "third", argv)
     assert third.wait() == 0, third.stderr
     assert (dest / "slow.png").read_bytes() == tiny_png(2)
+
+
+def test_a_locked_out_run_never_touches_the_running_runs_report(
+    origin: Origin, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Overlapping cron runs: the second exits 2 and never opens the first one's report."""
+    go = threading.Event()
+    origin.publish("/a.png", tiny_png(1))
+    origin.publish("/slow.png", tiny_png(2))
+    origin.fault("/slow.png", "wait", event=go)
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{origin.url('/a.png')} a.png\n{origin.url('/slow.png')} slow.png\n")
+    config = write_config(tmp_path / "c.toml")
+    dest, report = tmp_path / "dest", tmp_path / "r.jsonl"
+    report.write_text('{"previous": "report"}\n')  # what the run before left
+    argv = ["sync", str(urls), "--dest", str(dest), "--config", str(config)]
+    first = Child.start(tmp_path, "first", [*argv, "--report", str(report)])
+    try:
+        assert wait_for(lambda: bool(origin.requests_for("/slow.png")), timeout=60)
+        partial = list(tmp_path.glob(".r.jsonl.*.part"))
+        assert len(partial) == 1  # the first run writes beside the final name
+        capsys.readouterr()
+        assert main([*argv, "--report", str(report)]) == 2
+        assert "locked by another fetcher run" in capsys.readouterr().err
+        assert report.read_text() == '{"previous": "report"}\n'  # untouched until the end
+        assert list(tmp_path.glob(".r.jsonl.*.part")) == partial
+    finally:
+        go.set()
+    assert first.wait() == 0, first.stderr
+    rows = read_report(report)  # whole, renamed into place at the end
+    assert sorted(row["path"] for row in rows) == ["a.png", "slow.png"]
+    assert list(tmp_path.glob(".r.jsonl.*")) == []
 
 
 def test_a_child_forked_during_a_run_does_not_keep_the_lock(tmp_path: Path) -> None:

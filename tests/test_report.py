@@ -5,10 +5,22 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
+import stat
+from pathlib import Path
 
 import pytest
 
-from fetcher.report import OUTCOMES, Progress, Report, ReportWriter, Result, format_bytes
+from fetcher.errors import StoreError
+from fetcher.report import (
+    OUTCOMES,
+    Progress,
+    Report,
+    ReportFile,
+    ReportWriter,
+    Result,
+    format_bytes,
+)
 
 #: The report fields DESIGN.md names.
 DESIGN_FIELDS = (
@@ -208,6 +220,42 @@ def test_report_writer_writes_one_flushed_json_object_per_line() -> None:
     assert records[1]["path"] == "größe.png" and "größe" in lines[1]  # not \\u-escaped
     assert (records[2]["outcome"], records[2]["http_status"]) == ("failed", 503)
     assert records[2]["error"].endswith("(after 4 attempts)")
+
+
+# -- ReportFile --------------------------------------------------------------------------------
+def test_report_file_is_written_beside_its_name_and_renamed_into_place_at_the_end(
+    tmp_path: Path,
+) -> None:
+    final = tmp_path / "r.jsonl"
+    final.write_text("previous\n")
+    final.chmod(0o640)
+    writer = ReportFile(final)
+    assert not writer.started and sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    writer.start()
+    writer.write(result("new", "new", 1))
+    writer.write(result("failed", "http-404", 2))
+    (partial,) = tmp_path.glob(".r.jsonl.*.part")
+    assert partial.read_text().count("\n") == 2  # flushed as it goes
+    assert final.read_text() == "previous\n"  # readers see the whole previous report
+    writer.close()
+    assert [json.loads(line)["url"] for line in final.read_text().splitlines()] == [
+        result("new", "new", 1).url,
+        result("failed", "http-404", 2).url,
+    ]
+    assert stat.S_IMODE(final.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
+    writer.close()  # closing twice is harmless
+
+
+def test_report_file_never_started_touches_nothing(tmp_path: Path) -> None:
+    ReportFile(tmp_path / "r.jsonl").close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_report_file_in_a_missing_folder_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    target = tmp_path / "no" / "r.jsonl"
+    with pytest.raises(StoreError, match=re.escape(str(target))):
+        ReportFile(target).start()
 
 
 # -- Progress ----------------------------------------------------------------------------------

@@ -246,7 +246,8 @@ def test_sigterm_stops_transfers_in_flight_at_once(
     )
     try:
         deadline = time.monotonic() + 30
-        while not (report.exists() and report.read_text().count("\n") >= 1):
+        # the report grows beside its name (.r.jsonl.XXXX.part) until the run ends
+        while not any(p.read_text().count("\n") >= 1 for p in tmp_path.glob(".r.jsonl.*")):
             assert time.monotonic() < deadline, "the fast URL never finished"
             time.sleep(0.05)
         time.sleep(1.0)  # the slow one is in its headers or body now

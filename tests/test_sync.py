@@ -14,6 +14,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from fetcher.config import load_config
 from fetcher.errors import StateError
 from fetcher.mirror import sync, sync_one
 from fetcher.report import Result
+from fetcher.state import State
 from fetcher.store import DestinationLock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -675,6 +677,51 @@ def test_report_to_stdout_keeps_stdout_pure_json(
     rows = [json.loads(line) for line in out.splitlines()]
     assert sorted(r["url"] for r in rows) == sorted(map(mirror.url, pictures()))
     assert len(err.splitlines()) == 1 and SUMMARY.match(err.strip())
+
+
+@pytest.mark.parametrize(
+    ("flags", "merged"),
+    [(["--report", "-"], False), (["-v"], False), (["-v"], True)],
+    ids=["report-to-stdout|head-1", "verbose|head-1", "verbose-2>&1|head-1"],
+)
+def test_a_closed_pipe_stops_the_run_quietly_like_a_unix_tool(
+    mirror: Mirror, flags: list[str], merged: bool
+) -> None:
+    """``fetcher sync ... | head -1``: no traceback, exit 141, what finished is recorded."""
+    go = threading.Event()
+    mirror.origin.publish("/first.png", pictures()["/gradient.png"])
+    later = [f"/later/{i}.png" for i in range(6)]
+    for path in later:
+        mirror.origin.publish(path, pictures()["/cats/chelsea.png"])
+        mirror.origin.fault(path, "wait", event=go)
+    mirror.write_list(f"{mirror.url('/first.png')} first.png", *map(mirror.url, later))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    argv = [sys.executable, "-m", "fetcher", "sync", str(mirror.list), "--dest", str(mirror.dest)]
+    err_file = mirror.tmp / "stderr.txt"
+    with err_file.open("wb") as err:
+        child = subprocess.Popen(
+            [*argv, "--config", str(mirror.config), *flags],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merged else err,
+            env=env,
+        )
+        try:
+            assert child.stdout is not None
+            first = child.stdout.readline()  # what head -1 reads; then it exits
+            child.stdout.close()
+        finally:
+            go.set()  # now the other URLs finish, and their lines meet the closed pipe
+        code = child.wait(timeout=60)
+    assert b"first.png" in first
+    assert code == 141, (code, err_file.read_text())
+    assert "Traceback" not in err_file.read_text() and "Error" not in err_file.read_text()
+    with State.open(mirror.dest / ".fetcher" / "state.sqlite3") as state:
+        recorded = state.get(mirror.url("/first.png"), "first.png")
+    assert recorded is not None and recorded.size == len(pictures()["/gradient.png"])
+    assert not list(mirror.dest.rglob(".fetcher-tmp-*"))
 
 
 def test_bad_config_key_exits_2_with_one_line_naming_it(
