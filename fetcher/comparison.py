@@ -161,13 +161,12 @@ def _compare_config(config: Config | CompareConfig | None) -> CompareConfig:
 
 
 def _plan(old: bytes | Image.Image, new: bytes | Image.Image) -> tuple[bool, int, bool]:
-    """How to decode both sides: (at half size, reduction from full size, libjpeg may halve).
+    """How to decode both sides: (at half size, Wang's reduction, libjpeg may halve).
 
-    Both at half size once Wang's ``f`` is 2 or more: the local edit is taken there, and
-    for an even ``f`` the SSIM bands are the half's ``f / 2`` means. An odd ``f`` cannot
-    start from the half: the frames then also come reduced by ``f`` from full size
-    (Pillow's ``reduce``). libjpeg's DCT scaling does the halving only when both sides
-    are JPEGs, so that both are halved the same way.
+    Both at half size once Wang's ``f`` is 2 or more (the local edit is taken there),
+    and also reduced by ``f`` (the SSIM bands; Pillow's ``reduce``, from the half when
+    ``f`` is even). libjpeg's DCT scaling does the halving only when both sides are
+    JPEGs, so that both are halved the same way.
     """
     from PIL import Image
 
@@ -184,7 +183,7 @@ def _plan(old: bytes | Image.Image, new: bytes | Image.Image) -> tuple[bool, int
             return False, 1, False  # the full decode says what is wrong
     f = wang_factor(height, width)
     jpegs = all(isinstance(s, bytes) and s.startswith(b"\xff\xd8\xff") for s in (old, new))
-    return f >= 2, f if f % 2 else 1, jpegs
+    return f >= 2, f, jpegs
 
 
 def compare(

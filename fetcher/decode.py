@@ -305,9 +305,12 @@ _TRANSPOSE = {
 
 
 def _frame_arrays(
-    img: Image.Image, *, halve: bool, reduction: int, orientation: int
+    img: Image.Image, *, halve: bool, reduction: int, orientation: int, drafted: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The current frame upright, at half size (or as is), and reduced by ``reduction``.
+
+    ``drafted``: libjpeg already decoded the frame at half size, so the reduction by
+    ``reduction`` from full size is one by ``reduction / 2`` from it.
 
     The frame is turned upright *before* it is reduced, so that the blocks of a
     reduction line up with those of the same picture stored upright (a partial block
@@ -321,11 +324,11 @@ def _frame_arrays(
         work = pillow_call(partial(upright.reduce, 2)) if halve else upright
         small = None
         if reduction > 1:
-            small = (
-                work
-                if reduction == 2 and halve
-                else pillow_call(partial(upright.reduce, reduction))
-            )
+            left = reduction // 2 if drafted else reduction
+            if halve and reduction == 2:
+                small = work
+            else:
+                small = upright if left == 1 else pillow_call(partial(upright.reduce, left))
         return _bands(np.asarray(work)), (None if small is None else _bands(np.asarray(small)))
     full = _frame_array(img)
     turn = _ORIENT.get(orientation)
@@ -370,10 +373,10 @@ def decode_image(
     width, height = img.size
     check_limits(width, height, n_frames, max_pixels=max_pixels, max_frames=max_frames)
     scale = 2 if half and min(width, height) >= 2 else 1
-    # libjpeg halves a JPEG while decoding it, unless a reduction from full size is asked
-    # for, or a turn would move its partial last block (odd size) to the top or left
-    # (a JPEG's EXIF is in its header: reading it loads no pixels).
-    drafted = dct and scale == 2 and reduction == 1 and can_halve(img)
+    # libjpeg halves a JPEG while decoding it, unless an odd reduction must start from the
+    # full size, or a turn would move its partial last block (odd size) to the top or
+    # left (a JPEG's EXIF is in its header: reading it loads no pixels).
+    drafted = dct and scale == 2 and (reduction == 1 or reduction % 2 == 0) and can_halve(img)
     if drafted and (width % 2 or height % 2) and _orientation(img) != 1:
         drafted = False
     if drafted:
@@ -389,7 +392,11 @@ def decode_image(
             if index == 0:  # after loading: a PNG may keep its EXIF behind the pixels
                 orientation = _orientation(img)
             arr, small = _frame_arrays(
-                img, halve=scale == 2 and not drafted, reduction=reduction, orientation=orientation
+                img,
+                halve=scale == 2 and not drafted,
+                reduction=reduction,
+                orientation=orientation,
+                drafted=drafted,
             )
             arrays.append(arr)
             smalls.append(small)
@@ -443,7 +450,7 @@ def decode(
         Most frames allowed.
     half : bool
         Give the frames at half size (``scale`` 2): ``2 x 2`` means, or for a still JPEG
-        libjpeg's DCT scaling at decode time (unless ``reduction`` asks for the full size).
+        libjpeg's DCT scaling at decode time (unless ``reduction`` is odd).
     reduction : int
         Also give every frame reduced by this factor from full size (``reduced``).
     dct : bool

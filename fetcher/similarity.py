@@ -390,6 +390,87 @@ def _edit_field(name: str, dx: Array, scale: int) -> Array:
     return _window_means(blurred, window)
 
 
+#: Strips of the luma pipeline: about this many pixels per working plane (stays in cache).
+_STRIP_PIXELS = 65_536
+#: Planes narrower or shorter than this take the whole-plane path.
+_STRIP_MIN_SIDE = 64
+
+
+def _mirror_rows(lo: int, hi: int, height: int) -> Array:
+    """Row indices ``lo .. hi - 1`` mirrored at the edges as ``np.pad(mode="symmetric")``."""
+    rows = np.arange(lo, hi)
+    rows = np.where(rows < 0, -rows - 1, rows)
+    return np.where(rows >= height, 2 * height - rows - 1, rows)
+
+
+def _strip_luma_maximum(x: Array, y: Array, scale: int) -> float:
+    """The largest luma local-edit value of two opaque images, computed strip by strip.
+
+    The same quantity as the maximum of :func:`_edit_field` for ``Y`` (a test holds
+    them equal), but each strip of output rows is computed from its own rows of the two
+    images, with the blur's and the window's margins, so that every intermediate plane
+    stays in cache: at 3 MP several times faster than whole planes going through memory.
+    """
+    height, width = x.shape[:2]
+    window = max(1, EDIT_WINDOW // scale)
+    kh, kw = min(window, height), min(window, width)
+    taps = _taps(LUMA_SIGMA / scale)
+    r = len(taps) // 2
+    out_rows = height - kh + 1
+    step = max(16, _STRIP_PIXELS // width)
+    cols = width + 2 * r
+    best = 0.0
+    for r0 in range(0, out_rows, step):
+        r1 = min(out_rows, r0 + step)
+        rows = _mirror_rows(r0 - r, r1 + kh - 1 + r, height)
+        d = np.subtract(x[rows], y[rows], dtype=np.float32)
+        if x.shape[2] == 3:
+            luma = d[..., 0] * np.float32(KR)
+            luma += d[..., 1] * np.float32(KG)
+            luma += d[..., 2] * np.float32(KB)
+        else:
+            luma = d[..., 0]
+        padded = np.pad(luma, ((0, 0), (r, r)), mode="symmetric").reshape(-1)
+        vertical = np.empty((luma.shape[0] - 2 * r) * cols, dtype=np.float32)
+        scratch = np.empty_like(vertical)
+        _symmetric_filter(padded, vertical, scratch, taps, cols)
+        blurred = np.empty_like(vertical)
+        n = vertical.size - 2 * r
+        _symmetric_filter(vertical, blurred[:n], scratch[:n], taps, 1)
+        field = blurred.reshape(-1, cols)[:, :width]
+        np.abs(field, out=field)
+        sums = _sliding_sums(_sliding_sums(field, kh, axis=0), kw, axis=1)
+        best = max(best, float(sums.max()) / (kh * kw))
+    return best
+
+
+def _edit_maxima(
+    x: Array, y: Array, data_range: float, scale: int, *, want_fields: bool
+) -> tuple[dict[str, float], list[tuple[str, Array]] | None]:
+    """Each band's largest local-edit value, and the fields themselves when asked for.
+
+    Opaque images of some size take the fast way: luma in strips that stay in cache,
+    chroma on the images halved first (the same 2 x 2 means as halving the difference
+    planes, as the transform is linear). Alpha, small images and the fields for a
+    picture take the whole planes.
+    """
+    opaque = x.shape[2] in (1, 3)
+    if want_fields or not opaque or min(x.shape[:2]) < _STRIP_MIN_SIDE:
+        fields = _edit_fields(_difference_planes(x, y, data_range), scale)
+        return {name: float(field.max()) for name, field in fields}, (
+            fields if want_fields else None
+        )
+    maxima = {"Y": _strip_luma_maximum(x, y, scale)}
+    if x.shape[2] == 3:
+        halves = _difference_planes(_box_pixels(x, 2), _box_pixels(y, 2), data_range)
+        window = max(1, EDIT_WINDOW // scale // 2)
+        for name, d in halves[1:]:
+            blurred = _blur(d, CHROMA_SIGMA / (2 * scale))
+            np.abs(blurred, out=blurred)
+            maxima[name] = float(_window_means(blurred, window).max())
+    return maxima, None
+
+
 def edit_maps(x: Array, y: Array, *, data_range: float, scale: int = 1) -> list[tuple[str, Array]]:
     """The local-edit field of every band: per window position, mean |blurred difference|.
 
@@ -530,8 +611,8 @@ def scores(
     edit_scale = 2 if f >= 2 else scale
     hx, hy = (x3, y3) if edit_scale == scale else (_box_pixels(x3, 2), _box_pixels(y3, 2))
 
-    def edits() -> list[tuple[str, Array]]:
-        return _edit_fields(_difference_planes(hx, hy, data_range), edit_scale)
+    def edits() -> tuple[dict[str, float], list[tuple[str, Array]] | None]:
+        return _edit_maxima(hx, hy, data_range, edit_scale, want_fields=want_fields)
 
     if reduced is None:
         reduced = (_box_pixels(x3, f // scale), _box_pixels(y3, f // scale))
@@ -541,18 +622,18 @@ def scores(
         with ThreadPoolExecutor(max_workers=1) as pool:  # the edit beside the SSIM
             pending = pool.submit(edits)
             wang = _wang_scores(*reduced, data_range=data_range)
-            fields = pending.result()
+            maxima, fields = pending.result()
     else:
-        fields = edits()
+        maxima, fields = edits()
         wang = _wang_scores(*reduced, data_range=data_range)
     bands = tuple(
         BandScore(
             band=name,
             ssim=band_ssim,
             nrmse=band_nrmse,
-            local_edit=1.0 - float(field.max()) / data_range,
+            local_edit=1.0 - maxima[name] / data_range,
         )
-        for (name, band_ssim, band_nrmse), (_, field) in zip(wang, fields, strict=True)
+        for name, band_ssim, band_nrmse in wang
     )
     present = [b.ssim for b in bands if b.ssim is not None]
     result = Similarity(
@@ -562,4 +643,4 @@ def scores(
         local_edit=min(b.local_edit for b in bands),
         reduction=f,
     )
-    return result, (fields if want_fields else None)
+    return result, fields

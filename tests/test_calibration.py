@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from pairs import SAME, build_pairs
+from pairs import SAME, all_pairs
 
 from fetcher.comparison import METRICS
 from fetcher.config import CompareConfig
@@ -27,7 +27,7 @@ DEFAULTS = CompareConfig()
 
 @pytest.fixture(scope="module")
 def rows() -> list[calibrate.Row]:
-    return calibrate.score_all(build_pairs(), os.cpu_count() or 1)
+    return calibrate.score_all(all_pairs(), os.cpu_count() or 1)  # the set is built once
 
 
 def wrong(rows: list[calibrate.Row], cfg: CompareConfig) -> list[str]:

@@ -742,7 +742,7 @@ def test_a_jpeg_is_halved_by_libjpeg_only_when_allowed() -> None:
     with Image.open(io.BytesIO(data)) as im:
         im.draft("RGB", (200, 150))
         np.testing.assert_array_equal(dct.frames[0], np.asarray(im))
-    full = decode(data, half=True, reduction=3)  # a reduction from full size: no DCT halving
+    full = decode(data, half=True, reduction=3)  # an odd reduction from full size: no DCT
     np.testing.assert_array_equal(full.frames[0], box.frames[0])
 
 

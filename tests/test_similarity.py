@@ -356,3 +356,23 @@ def test_bad_input_is_a_value_error() -> None:
         scores(x, x, data_range=0)
     with pytest.raises(ValueError, match="scale"):
         scores(x, x, data_range=255, scale=3)
+
+
+@pytest.mark.parametrize(("height", "width", "bands"), [(300, 257, 3), (97, 641, 3), (130, 130, 1)])
+@pytest.mark.parametrize("scale", [1, 2])
+def test_the_fast_way_finds_the_same_maximum_as_whole_planes(
+    height: int, width: int, bands: int, scale: int
+) -> None:
+    """Luma in strips that stay in cache, chroma on pre-halved images: the same numbers."""
+    from fetcher.similarity import _edit_maxima
+
+    x = textured(height, width)[..., :bands]
+    y = x.copy()
+    y[40:60, 30:70] = 255 - y[40:60, 30:70]  # a dense edit, near a strip boundary or not
+    y = np.clip(y + RNG.integers(-3, 4, y.shape), 0, 255).astype(np.uint8)
+    fast, no_fields = _edit_maxima(x, y, 255, scale, want_fields=False)
+    whole, fields = _edit_maxima(x, y, 255, scale, want_fields=True)
+    assert no_fields is None and fields is not None
+    assert fast.keys() == whole.keys()
+    for band in fast:
+        assert fast[band] == pytest.approx(whole[band], rel=1e-4, abs=1e-4), band
