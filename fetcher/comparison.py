@@ -146,10 +146,25 @@ def _decode(
     from .decode import decode, decode_image
 
     half, reduction, dct = plan
-    limits = {"max_pixels": config.max_pixels, "max_frames": config.max_frames}
     if isinstance(source, Image.Image):
-        return decode_image(source, half=half, reduction=reduction, dct=False, **limits)
-    return decode(source, half=half, reduction=reduction, dct=dct, **limits)
+        return decode_image(
+            source,
+            max_pixels=config.max_pixels,
+            max_frames=config.max_frames,
+            half=half,
+            reduction=reduction,
+            dct=False,
+            halve_again=half,  # the chroma of the local edit takes the half's half
+        )
+    return decode(
+        source,
+        max_pixels=config.max_pixels,
+        max_frames=config.max_frames,
+        half=half,
+        reduction=reduction,
+        dct=dct,
+        halve_again=half,
+    )
 
 
 def _compare_config(config: Config | CompareConfig | None) -> CompareConfig:
@@ -312,9 +327,11 @@ def _judge(
     per_frame: list[Similarity] = []
     fields = None
     for index, (fa, fb) in enumerate(zip(a.frames, b.frames, strict=True)):
-        reduced = None
+        reduced = halves = None
         if a.reduced is not None and b.reduced is not None:
             reduced = (a.reduced[index], b.reduced[index])
+        if a.halved is not None and b.halved is not None:
+            halves = (a.halved[index], b.halved[index])
         score, frame_fields = score_pair(
             fa,
             fb,
@@ -322,6 +339,7 @@ def _judge(
             full_size=a.size,
             scale=a.scale,
             reduced=reduced,
+            halves=halves,
             threads=threads,
             want_fields=keep_map,
         )

@@ -99,6 +99,9 @@ class Decoded:
         (``f x f`` means, as ``Image.reduce``), in the same band layout.
     reduction : int
         The factor of ``reduced`` (1 when there is none).
+    halved : tuple of numpy.ndarray or None
+        With ``halve_again``: every frame halved once more (``2 x 2`` means of ``frames``,
+        as ``Image.reduce`` computes them), for the chroma of the local edit.
     """
 
     frames: tuple[np.ndarray, ...]
@@ -110,6 +113,7 @@ class Decoded:
     scale: int = 1
     reduced: tuple[np.ndarray, ...] | None = None
     reduction: int = 1
+    halved: tuple[np.ndarray, ...] | None = None
 
     @property
     def n_frames(self) -> int:
@@ -305,12 +309,19 @@ _TRANSPOSE = {
 
 
 def _frame_arrays(
-    img: Image.Image, *, halve: bool, reduction: int, orientation: int, drafted: bool = False
-) -> tuple[np.ndarray, np.ndarray | None]:
+    img: Image.Image,
+    *,
+    halve: bool,
+    reduction: int,
+    orientation: int,
+    drafted: bool = False,
+    halve_again: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """The current frame upright, at half size (or as is), and reduced by ``reduction``.
 
     ``drafted``: libjpeg already decoded the frame at half size, so the reduction by
-    ``reduction`` from full size is one by ``reduction / 2`` from it.
+    ``reduction`` from full size is one by ``reduction / 2`` from it. ``halve_again``:
+    also the frame halved once more (a third array; else None).
 
     The frame is turned upright *before* it is reduced, so that the blocks of a
     reduction line up with those of the same picture stored upright (a partial block
@@ -329,13 +340,21 @@ def _frame_arrays(
                 small = work
             else:
                 small = upright if left == 1 else pillow_call(partial(upright.reduce, left))
-        return _bands(np.asarray(work)), (None if small is None else _bands(np.asarray(small)))
+        again = pillow_call(partial(work.reduce, 2)) if halve_again else None
+        return (
+            _bands(np.asarray(work)),
+            None if small is None else _bands(np.asarray(small)),
+            None if again is None else _bands(np.asarray(again)),
+        )
     full = _frame_array(img)
     turn = _ORIENT.get(orientation)
     if turn is not None:
         full = np.ascontiguousarray(turn(full))
-    return box_reduce(full, 2) if halve else full, (
-        box_reduce(full, reduction) if reduction > 1 else None
+    work_arr = box_reduce(full, 2) if halve else full
+    return (
+        work_arr,
+        box_reduce(full, reduction) if reduction > 1 else None,
+        box_reduce(work_arr, 2) if halve_again else None,
     )
 
 
@@ -347,6 +366,7 @@ def decode_image(
     half: bool = False,
     reduction: int = 1,
     dct: bool = True,
+    halve_again: bool = False,
 ) -> Decoded:
     """Normalise an opened Pillow image, every frame, after checking the caps.
 
@@ -357,7 +377,7 @@ def decode_image(
         A multi-frame image is left seeked to the frame it was on.
     max_pixels, max_frames : int
         The caps, as for :func:`decode`.
-    half, reduction, dct
+    half, reduction, dct, halve_again
         As for :func:`decode`.
 
     Returns
@@ -384,6 +404,7 @@ def decode_image(
     start = img.tell() if n_frames > 1 else 0
     arrays: list[np.ndarray] = []
     smalls: list[np.ndarray | None] = []
+    agains: list[np.ndarray | None] = []
     durations: list[int] = []
     try:
         orientation = 1
@@ -391,15 +412,17 @@ def decode_image(
             load_frame(img, index, n_frames, img.size if drafted else (width, height))
             if index == 0:  # after loading: a PNG may keep its EXIF behind the pixels
                 orientation = _orientation(img)
-            arr, small = _frame_arrays(
+            arr, small, again = _frame_arrays(
                 img,
                 halve=scale == 2 and not drafted,
                 reduction=reduction,
                 orientation=orientation,
                 drafted=drafted,
+                halve_again=halve_again,
             )
             arrays.append(arr)
             smalls.append(small)
+            agains.append(again)
             duration = img.info.get("duration", 0)
             durations.append(round(duration) if isinstance(duration, (int, float)) else 0)
         if n_frames > 1:
@@ -416,6 +439,7 @@ def decode_image(
     reduced = None
     if reduction > 1:
         reduced = tuple(upright(small) for small in smalls if small is not None)
+    halved = tuple(upright(a) for a in agains if a is not None) if halve_again else None
     return Decoded(
         frames=tuple(upright(arr) for arr in arrays),
         mode=_mode_of(bands, dtype),
@@ -426,6 +450,7 @@ def decode_image(
         scale=scale,
         reduced=reduced,
         reduction=reduction,
+        halved=halved,
     )
 
 
@@ -437,6 +462,7 @@ def decode(
     half: bool = False,
     reduction: int = 1,
     dct: bool = True,
+    halve_again: bool = False,
 ) -> Decoded:
     """Decode image bytes into normalised frames (see the module docstring).
 
@@ -456,6 +482,8 @@ def decode(
     dct : bool
         Let libjpeg halve a JPEG; False halves it by ``2 x 2`` means like any image (two
         images compared must be halved the same way).
+    halve_again : bool
+        Also give the frames halved once more (``halved``).
 
     Returns
     -------
@@ -477,6 +505,7 @@ def decode(
             half=half,
             reduction=reduction,
             dct=dct,
+            halve_again=halve_again,
         )
 
 
@@ -551,4 +580,7 @@ def _harmonised(image: Decoded, bands: int, dtype: type[np.generic]) -> Decoded:
         if image.reduced is None
         else tuple(_frozen(_convert(f, bands, dtype)) for f in image.reduced),
         reduction=image.reduction,
+        halved=None
+        if image.halved is None
+        else tuple(_frozen(_convert(f, bands, dtype)) for f in image.halved),
     )

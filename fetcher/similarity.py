@@ -60,6 +60,7 @@ ITU-T T.871 (JFIF), the Y'CbCr transform.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -403,56 +404,80 @@ def _mirror_rows(lo: int, hi: int, height: int) -> Array:
     return np.where(rows >= height, 2 * height - rows - 1, rows)
 
 
-def _strip_luma_maximum(x: Array, y: Array, scale: int) -> float:
-    """The largest luma local-edit value of two opaque images, computed strip by strip.
+def _luma_of(d: Array) -> list[tuple[str, Array]]:
+    """The luma plane of a block of RGB (or grey) differences."""
+    if d.shape[2] == 1:
+        return [("Y", d[..., 0])]
+    luma = d[..., 0] * np.float32(KR)
+    luma += d[..., 1] * np.float32(KG)
+    luma += d[..., 2] * np.float32(KB)
+    return [("Y", luma)]
 
-    The same quantity as the maximum of :func:`_edit_field` for ``Y`` (a test holds
-    them equal), but each strip of output rows is computed from its own rows of the two
-    images, with the blur's and the window's margins, so that every intermediate plane
-    stays in cache: at 3 MP several times faster than whole planes going through memory.
+
+def _chroma_of(d: Array) -> list[tuple[str, Array]]:
+    """The Cb and Cr planes of a block of RGB differences."""
+    _, cb, cr = _ycc(d)
+    return [("Cb", cb), ("Cr", cr)]
+
+
+def _strip_maxima(
+    x: Array,
+    y: Array,
+    planes: Callable[[Array], list[tuple[str, Array]]],
+    *,
+    sigma: float,
+    window: int,
+) -> dict[str, float]:
+    """The largest local-edit value of each plane of ``x - y``, computed strip by strip.
+
+    The same quantity as the maximum of :func:`_edit_field` (a test holds them equal),
+    but each strip of output rows is computed from its own rows of the two images, with
+    the blur's and the window's margins, so that every intermediate plane stays in
+    cache: at 3 MP several times faster than whole planes going through memory.
     """
     height, width = x.shape[:2]
-    window = max(1, EDIT_WINDOW // scale)
     kh, kw = min(window, height), min(window, width)
-    taps = _taps(LUMA_SIGMA / scale)
+    taps = _taps(sigma)
     r = len(taps) // 2
     out_rows = height - kh + 1
     step = max(16, _STRIP_PIXELS // width)
     cols = width + 2 * r
-    best = 0.0
+    best: dict[str, float] = {}
     for r0 in range(0, out_rows, step):
         r1 = min(out_rows, r0 + step)
         rows = _mirror_rows(r0 - r, r1 + kh - 1 + r, height)
         d = np.subtract(x[rows], y[rows], dtype=np.float32)
-        if x.shape[2] == 3:
-            luma = d[..., 0] * np.float32(KR)
-            luma += d[..., 1] * np.float32(KG)
-            luma += d[..., 2] * np.float32(KB)
-        else:
-            luma = d[..., 0]
-        padded = np.pad(luma, ((0, 0), (r, r)), mode="symmetric").reshape(-1)
-        vertical = np.empty((luma.shape[0] - 2 * r) * cols, dtype=np.float32)
-        scratch = np.empty_like(vertical)
-        _symmetric_filter(padded, vertical, scratch, taps, cols)
-        blurred = np.empty_like(vertical)
-        n = vertical.size - 2 * r
-        _symmetric_filter(vertical, blurred[:n], scratch[:n], taps, 1)
-        field = blurred.reshape(-1, cols)[:, :width]
-        np.abs(field, out=field)
-        sums = _sliding_sums(_sliding_sums(field, kh, axis=0), kw, axis=1)
-        best = max(best, float(sums.max()) / (kh * kw))
+        for name, plane in planes(d):
+            padded = np.pad(plane, ((0, 0), (r, r)), mode="symmetric").reshape(-1)
+            vertical = np.empty((plane.shape[0] - 2 * r) * cols, dtype=np.float32)
+            scratch = np.empty_like(vertical)
+            _symmetric_filter(padded, vertical, scratch, taps, cols)
+            blurred = np.empty_like(vertical)
+            n = vertical.size - 2 * r
+            _symmetric_filter(vertical, blurred[:n], scratch[:n], taps, 1)
+            field = blurred.reshape(-1, cols)[:, :width]
+            np.abs(field, out=field)
+            sums = _sliding_sums(_sliding_sums(field, kh, axis=0), kw, axis=1)
+            best[name] = max(best.get(name, 0.0), float(sums.max()) / (kh * kw))
     return best
 
 
 def _edit_maxima(
-    x: Array, y: Array, data_range: float, scale: int, *, want_fields: bool
+    x: Array,
+    y: Array,
+    data_range: float,
+    scale: int,
+    *,
+    want_fields: bool,
+    halves: tuple[Array, Array] | None = None,
 ) -> tuple[dict[str, float], list[tuple[str, Array]] | None]:
     """Each band's largest local-edit value, and the fields themselves when asked for.
 
-    Opaque images of some size take the fast way: luma in strips that stay in cache,
-    chroma on the images halved first (the same 2 x 2 means as halving the difference
-    planes, as the transform is linear). Alpha, small images and the fields for a
-    picture take the whole planes.
+    Opaque images of some size take the fast way, in strips that stay in cache: luma on
+    ``x`` and ``y``, chroma on the images halved (``halves``, e.g. by Pillow's ``reduce``
+    at decode; else their 2 x 2 means here: the same as halving the difference planes,
+    the transform being linear). Alpha, small images and the fields for a picture take
+    whole planes.
     """
     opaque = x.shape[2] in (1, 3)
     if want_fields or not opaque or min(x.shape[:2]) < _STRIP_MIN_SIDE:
@@ -460,14 +485,14 @@ def _edit_maxima(
         return {name: float(field.max()) for name, field in fields}, (
             fields if want_fields else None
         )
-    maxima = {"Y": _strip_luma_maximum(x, y, scale)}
+    window = max(1, EDIT_WINDOW // scale)
+    maxima = _strip_maxima(x, y, _luma_of, sigma=LUMA_SIGMA / scale, window=window)
     if x.shape[2] == 3:
-        halves = _difference_planes(_box_pixels(x, 2), _box_pixels(y, 2), data_range)
-        window = max(1, EDIT_WINDOW // scale // 2)
-        for name, d in halves[1:]:
-            blurred = _blur(d, CHROMA_SIGMA / (2 * scale))
-            np.abs(blurred, out=blurred)
-            maxima[name] = float(_window_means(blurred, window).max())
+        hx, hy = halves if halves is not None else (_box_pixels(x, 2), _box_pixels(y, 2))
+        chroma = _strip_maxima(
+            hx, hy, _chroma_of, sigma=CHROMA_SIGMA / (2 * scale), window=max(1, window // 2)
+        )
+        maxima.update(chroma)
     return maxima, None
 
 
@@ -556,6 +581,7 @@ def scores(
     full_size: tuple[int, int] | None = None,
     scale: int = 1,
     reduced: tuple[Array, Array] | None = None,
+    halves: tuple[Array, Array] | None = None,
     threads: int = 1,
     want_fields: bool = False,
 ) -> tuple[Similarity, list[tuple[str, Array]] | None]:
@@ -578,6 +604,9 @@ def scores(
         Both images already reduced by Wang's ``f`` from full size (e.g. by Pillow's
         ``reduce``); default: reduced here from ``x`` and ``y`` (then ``f`` must be a
         multiple of ``scale``).
+    halves : (ndarray, ndarray), optional
+        ``x`` and ``y`` halved once more (e.g. by Pillow at decode), for the chroma of
+        the local edit; default: their 2 x 2 means taken here.
     threads : int
         With more than one, a large image's local edit runs in a second thread beside
         the SSIM.
@@ -612,7 +641,8 @@ def scores(
     hx, hy = (x3, y3) if edit_scale == scale else (_box_pixels(x3, 2), _box_pixels(y3, 2))
 
     def edits() -> tuple[dict[str, float], list[tuple[str, Array]] | None]:
-        return _edit_maxima(hx, hy, data_range, edit_scale, want_fields=want_fields)
+        again = halves if edit_scale == scale else None  # halves of the images given
+        return _edit_maxima(hx, hy, data_range, edit_scale, want_fields=want_fields, halves=again)
 
     if reduced is None:
         reduced = (_box_pixels(x3, f // scale), _box_pixels(y3, f // scale))
