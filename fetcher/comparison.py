@@ -360,7 +360,7 @@ def _judge(
     value, limit = checks[decided_by]
     if same:
         detail = (
-            f"similar: every score at or above its threshold "
+            f"every score at or above its threshold "
             f"(closest: {decided_by} {value:.4f} >= {limit:.4f})"
         )
     else:

@@ -141,7 +141,7 @@ def _with_legend(picture: Image.Image, limit: float) -> Image.Image:
     )
     draw.text(
         (width - 10, 2),
-        f"mean blurred difference in a {EDIT_WINDOW} px window",
+        f"mean blurred difference in a window of {EDIT_WINDOW} px",
         font=font,
         fill=(160, 160, 160),
         anchor="ra",
