@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .comparison import Comparison, compare
-from .config import CompareConfig, Config, HttpConfig, SyncConfig, load_config
+from .config import CompareConfig, Config, HttpConfig, ReportConfig, SyncConfig, load_config
 from .errors import (
     ConfigError,
     DecodeError,
@@ -21,6 +21,7 @@ from .errors import (
     UnsafePathError,
     UrlError,
 )
+from .htmlreport import HtmlReport
 from .mirror import sync, sync_one
 from .report import Report, ReportWriter, Result
 
@@ -38,9 +39,11 @@ __all__ = [
     "FetcherError",
     "HTTPStatusError",
     "HostDownError",
+    "HtmlReport",
     "HttpConfig",
     "LockError",
     "Report",
+    "ReportConfig",
     "ReportWriter",
     "Result",
     "StateError",

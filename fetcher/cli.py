@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("new", metavar="NEW", help="the candidate image")
     cmp.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     cmp.add_argument("--diff-map", metavar="OUT.png", help="write a heat map of where they differ")
+    cmp.add_argument("--html", metavar="FILE", help="write a page with both images and the map")
     cmp.add_argument("--config", metavar="FILE", help="TOML config file ([compare] thresholds)")
     cmp.set_defaults(handler=_cmd_compare)
 
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--dest", required=True, metavar="DIR", help="destination folder")
     syn.add_argument("--config", metavar="FILE", help="TOML config file")
     syn.add_argument("--report", metavar="FILE", help="write a JSON-lines report (- for stdout)")
+    syn.add_argument("--html", metavar="FILE", help="write the visual change report (HTML)")
     syn.add_argument("--workers", type=int, metavar="N", help="concurrent downloads")
     syn.add_argument("--dry-run", action="store_true", help="decide everything, write nothing")
     syn.add_argument("--force", action="store_true", help="ignore stored validators, fetch all")
@@ -208,10 +210,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .diffmap import render_diff_map
 
     config = _load(args)
-    result = compare(args.old, args.new, config, keep_map=bool(args.diff_map))
+    result = compare(args.old, args.new, config, keep_map=bool(args.diff_map or args.html))
     if result.reason == "disk-unreadable":
         _error(f"{args.old}: {result.detail}")
         return EXIT_TROUBLE
+    if args.html:
+        _compare_page(args, result, config)
     if args.diff_map:
         if result.edit_map is not None:
             try:
@@ -228,11 +232,33 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if result.same else EXIT_CHANGED
 
 
+def _compare_page(args: argparse.Namespace, result: Any, config: Config) -> None:
+    """``fetcher compare --html FILE``: both images, the map and the scores on one page."""
+    from .comparison import load_source
+    from .htmlreport import write_compare_page
+    from .visual import change_visual
+
+    old, new = load_source(args.old), load_source(args.new)
+    visual = change_visual(old, new, config.compare, result)
+    write_compare_page(
+        args.html,
+        result,
+        visual,
+        old_name=args.old,
+        new_name=args.new,
+        thresholds=config.compare,
+    )
+
+
 def _cmd_sync(args: argparse.Namespace) -> int:
     from .mirror import sync
     from .report import ReportFile, ReportWriter, Result
 
-    config = _load(args, sync={"workers": args.workers, "scheduler": args.scheduler})
+    config = _load(
+        args,
+        sync={"workers": args.workers, "scheduler": args.scheduler},
+        report={"html": args.html},
+    )
     to_stdout = args.report == "-"
     out = sys.stderr if to_stdout else sys.stdout
     terminal = sys.stderr.isatty()
@@ -253,10 +279,15 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             writer = ReportFile(args.report)  # touched only once the run holds the lock
         if writer is not None:
             stack.callback(writer.close)
+        html = _html_report(config, args.dest)
+        if html is not None:
+            stack.callback(html.close)
 
         hosts_down: set[str] = set()
 
         def show(result: Result) -> None:
+            if html is not None:
+                html.add(result)
             if result.reason == "host-down":  # one line per host, not one per URL
                 host = str(result.error).partition(" is down")[0]
                 if host not in hosts_down:
@@ -281,9 +312,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 writer=writer,
                 on_result=show,
                 progress=terminal and not args.no_progress and not args.quiet,
+                thumbnails=config.report.html_max if html is not None else 0,
             )
         finally:
             console.running = False
+        if html is not None:
+            html.write(report, exit_code=EXIT_PIPE_CLOSED if console.closed else None)
     if console.closed:
         return EXIT_PIPE_CLOSED
     if not args.quiet:
@@ -292,6 +326,20 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if report.interrupted and not console.closed:
         _error("interrupted; finished writes kept, state and report flushed")
     return EXIT_PIPE_CLOSED if console.closed else report.exit_code
+
+
+def _html_report(config: Config, dest: str) -> Any:
+    """The HTML report the run should write (``--html``, ``[report] html``), or None."""
+    if not config.report.html:
+        return None
+    from .htmlreport import HtmlReport
+
+    return HtmlReport(
+        config.report.html,
+        max_images=config.report.html_max,
+        thresholds=config.compare,
+        title=dest,
+    )
 
 
 def _failure_line(result: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["CompareConfig", "Config", "HttpConfig", "SyncConfig", "load_config"]
+__all__ = ["CompareConfig", "Config", "HttpConfig", "ReportConfig", "SyncConfig", "load_config"]
 
 
 def _positive(value: float) -> bool:
@@ -98,12 +98,21 @@ class CompareConfig:
 
 
 @dataclass(frozen=True)
+class ReportConfig:
+    """``[report]``: what a run leaves for people to read."""
+
+    html: str = field(default="", metadata={"want": "a path (empty: no HTML report)"})
+    html_max: int = field(default=500, metadata={"check": _non_negative, "want": "an integer >= 0"})
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration, one frozen dataclass per TOML section."""
 
     sync: SyncConfig = field(default_factory=SyncConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     compare: CompareConfig = field(default_factory=CompareConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     def replace(self, **sections: Mapping[str, Any]) -> Config:
         """Return a copy with keys of some sections replaced, validated like the file.
@@ -113,7 +122,12 @@ class Config:
         return _merge(_as_raw(self), sections)
 
 
-_SECTIONS: dict[str, type[Any]] = {"sync": SyncConfig, "http": HttpConfig, "compare": CompareConfig}
+_SECTIONS: dict[str, type[Any]] = {
+    "sync": SyncConfig,
+    "http": HttpConfig,
+    "compare": CompareConfig,
+    "report": ReportConfig,
+}
 
 
 def _as_raw(config: Config) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from .config import Config
+from .htmlreport import HtmlReport
 from .mirror import sync
 from .report import Result
 
@@ -180,10 +181,21 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
         out(f"fetcher demo: {len(urls)} generated images served from {origin.url('/')}")
         out(f"destination: {dest}\n")
 
-        def run(title: str) -> dict[str, Result]:
+        def run(title: str, html: HtmlReport | None = None) -> dict[str, Result]:
             results: dict[str, Result] = {}
-            report = sync(urls, dest, config, on_result=lambda r: results.__setitem__(r.url, r))
+
+            def keep(result: Result) -> None:
+                results[result.url] = result
+                if html is not None:
+                    html.add(result)
+
+            report = sync(
+                urls, dest, config, on_result=keep, thumbnails=html.max_images if html else 0
+            )
             out(f"{title}\n  {report.summary_line()}")
+            if html is not None:
+                html.write(report)
+                html.close()
             return results
 
         first = run("1. first sync into an empty folder (every image is new):")
@@ -193,7 +205,9 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
             if republish is not None:
                 origin.publish(f"/img/{name}", republish(pictures[name], name), time.time())
                 out(f"   {name:13} {why}")
-        third = run("\n4. third sync decides each image:")
+        page = dest / "fetcher-report.html"
+        html = HtmlReport(page, thresholds=config.compare, title=f"{dest} (demo, third sync)")
+        third = run("\n4. third sync decides each image:", html)
         right = all(r.outcome == "new" for r in first.values()) and all(
             r.reason == "not-modified" for r in second.values()
         )
@@ -206,4 +220,6 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
             out(f"   {name:13} {result.outcome:9} {result.reason:16} {detail}{mark}")
     out("\nunchanged images kept their bytes on disk; only the edited ones were rewritten,")
     out("each with the origin's exact bytes. Run it again with --dry-run or read the README.")
+    out(f"\nwhat the third sync changed, with pictures (old, new and where they differ):\n  {page}")
+    out(f"  open it in a browser: {page.absolute().as_uri()}")
     return 0 if right else 1

@@ -9,10 +9,12 @@ if TYPE_CHECKING:
 
     from .comparison import Comparison
 
-__all__ = ["render_diff_map"]
+__all__ = ["SCALE_TOP", "render_diff_map", "scale_colours"]
 
 
-def render_diff_map(comparison: Comparison, *, legend: bool = True) -> Image.Image:
+def render_diff_map(
+    comparison: Comparison, *, legend: bool = True, max_side: int | None = None
+) -> Image.Image:
     """Picture where two images differ: the local-edit field over the new image.
 
     The new image in dimmed grey; over it, in colour on an **absolute** scale, the
@@ -29,6 +31,9 @@ def render_diff_map(comparison: Comparison, *, legend: bool = True) -> Image.Ima
         From ``compare(..., keep_map=True)`` that reached the similarity rung.
     legend : bool
         Add the legend strip under the picture.
+    max_side : int, optional
+        Draw the picture at most this many pixels on its long side (a thumbnail): the
+        field is shrunk by its maximum over each block, so that a small edit stays lit.
 
     Raises
     ------
@@ -45,17 +50,35 @@ def render_diff_map(comparison: Comparison, *, legend: bool = True) -> Image.Ima
         )
     limit = max(comparison.edit_limit, 1e-9)
     ratio = comparison.edit_map / limit  # 1.0 at the threshold
+    luma = comparison.luma
+    size = comparison.size or (luma.shape[1], luma.shape[0])
+    if max_side is not None and max(size) > max_side:
+        shrink = max_side / max(size)
+        size = (max(1, round(size[0] * shrink)), max(1, round(size[1] * shrink)))
+        if ratio.shape[0] > size[1] or ratio.shape[1] > size[0]:
+            ratio = _block_max(ratio, (min(size[1], ratio.shape[0]), min(size[0], ratio.shape[1])))
+            shape = (ratio.shape[1], ratio.shape[0])
+            luma = np.asarray(Image.fromarray(luma).resize(shape, Image.Resampling.BOX))
     colour = _colour_scale(ratio)  # (H, W, 4) float in [0, 1]
-    grey = (comparison.luma.astype(np.float32) * 0.45 + 40.0)[..., None] / 255.0
+    grey = (luma.astype(np.float32) * 0.45 + 40.0)[..., None] / 255.0
     alpha = colour[..., 3:4]
     rgb = grey * (1.0 - alpha) + colour[..., :3] * alpha
     picture = Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8), "RGB")
-    if comparison.size is not None and picture.size != comparison.size:
-        picture = picture.resize(comparison.size, Image.Resampling.NEAREST)
+    if picture.size != size:
+        picture = picture.resize(size, Image.Resampling.NEAREST)
     _ring_edits(picture, ratio)
     if not legend:
         return picture
     return _with_legend(picture, limit)
+
+
+def _block_max(field: Any, shape: tuple[int, int]) -> Any:
+    """``field`` shrunk to ``shape`` (rows, columns), each cell the maximum of its block."""
+    import numpy as np
+
+    rows = np.linspace(0, field.shape[0], shape[0] + 1).astype(np.intp)[:-1]
+    cols = np.linspace(0, field.shape[1], shape[1] + 1).astype(np.intp)[:-1]
+    return np.maximum.reduceat(np.maximum.reduceat(field, rows, axis=0), cols, axis=1)
 
 
 def _ring_edits(picture: Image.Image, ratio: Any) -> None:
@@ -83,7 +106,26 @@ def _ring_edits(picture: Image.Image, ratio: Any) -> None:
 
 
 #: Legend and colour scale run from 0 to this many times the threshold.
-_SCALE_TOP = 3.0
+SCALE_TOP = 3.0
+_SCALE_TOP = SCALE_TOP
+
+
+def scale_colours(steps: int = 13) -> list[tuple[float, tuple[int, int, int]]]:
+    """The legend's colours: ``(field / threshold, (r, g, b))`` from 0 to :data:`SCALE_TOP`.
+
+    Each colour is drawn over the dark grey under the legend strip (level 40), as the
+    strip shows it; a page can rebuild the legend from these stops.
+    """
+    import numpy as np
+
+    ratios = np.linspace(0.0, SCALE_TOP, steps, dtype=np.float32)
+    colours = _colour_scale(ratios)
+    grey = 40.0 / 255.0
+    rgb = grey * (1.0 - colours[:, 3:4]) + colours[:, :3] * colours[:, 3:4]
+    return [
+        (float(r), (int(c[0] * 255 + 0.5), int(c[1] * 255 + 0.5), int(c[2] * 255 + 0.5)))
+        for r, c in zip(ratios, rgb, strict=True)
+    ]
 
 
 def _colour_scale(ratio: Any) -> Any:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # numpy, scipy and Pillow are imported only when a download n
     from collections.abc import Callable
 
     from .comparison import Comparison
+    from .visual import Budget, Visual
 
 __all__ = ["CompareRunner", "Job", "Outcome", "run_job"]
 
@@ -42,7 +43,9 @@ class Job:
     are sent and its digest settles rung 3 (without reading the file) only if the file
     on disk is still the one fetcher left (same path, size and mtime) and ``force`` is
     off; the path checks and that ``stat`` happen there too, in parallel, not in the
-    thread that reads the list.
+    thread that reads the list. ``thumbnails``: a ``new`` or ``changed`` result carries
+    its pictures (:class:`~fetcher.visual.Visual`), made before the write, while the
+    run's picture budget lasts.
     """
 
     url: str
@@ -52,6 +55,7 @@ class Job:
     record: Record | None = None
     force: bool = False
     dry_run: bool = False
+    thumbnails: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ def run_job(
     root: Destination | None = None,
     compare_slots: threading.Semaphore | None = None,
     processes: CompareRunner | None = None,
+    budget: Budget | None = None,
 ) -> Outcome:
     """Take one URL down the ladder (rungs 1-7 of DESIGN.md) and write the file if needed.
 
@@ -120,10 +125,13 @@ def run_job(
     every :class:`~fetcher.errors.FetcherError` becomes a ``failed`` outcome with its
     reason, and any other exception a ``failed`` outcome with reason ``internal``
     (its type and message in ``error``, its traceback in ``Result.traceback``).
+    With ``job.thumbnails``, a new or changed image gets its pictures made (where its
+    compare ran) if ``budget`` (shared by the run's jobs) has one left.
     """
     started = time.monotonic()
+    pool = _Pool(compare_slots, processes, budget)
     try:
-        return _run_job(job, config, fetcher, root, compare_slots, processes, started)
+        return _run_job(job, config, fetcher, root, pool, started)
     except Exception as exc:  # one URL never stops a run
         return _internal(job, exc, started)
 
@@ -133,8 +141,7 @@ def _run_job(
     config: Config,
     fetcher: Fetcher,
     root: Destination | None,
-    compare_slots: threading.Semaphore | None,
-    processes: CompareRunner | None,
+    pool: _Pool,
     started: float,
 ) -> Outcome:
     opened: Destination | None = None
@@ -149,7 +156,7 @@ def _run_job(
                 known = None
         except FetcherError as exc:  # the path is refused: what the state knows stays as it is
             return dataclasses.replace(_failed(job, exc, started), remember=False)
-        return _descend(job, config, fetcher, root, known, started, compare_slots, processes)
+        return _descend(job, config, fetcher, root, known, started, pool)
     finally:
         if opened is not None:
             opened.close()
@@ -162,8 +169,7 @@ def _descend(
     root: Destination,
     known: Record | None,
     started: float,
-    compare_slots: threading.Semaphore | None,
-    processes: CompareRunner | None,
+    pool: _Pool,
 ) -> Outcome:
     """Rungs 1-7 for a job whose path is safe; ``known`` is the record if it still applies."""
     status: int | None = None
@@ -219,17 +225,14 @@ def _descend(
             # Rung 2: a new file must be a decodable image before it is written. The
             # check is cheap (a JPEG is decoded at 1/8 scale) and Pillow releases the
             # GIL while decoding, so it runs here rather than in a compare process.
-            with compare_slots or contextlib.nullcontext():
+            with pool.slot():
                 _decodes(body, cfg)
             result = dataclasses.replace(base, outcome="new", reason="new")
+            verdict = None
         elif old == body:
             result = dataclasses.replace(base, reason="identical-bytes")
         else:
-            if processes is not None:
-                verdict = processes.run(_compare, old, body, cfg)
-            else:
-                with compare_slots or contextlib.nullcontext():
-                    verdict = _compare(old, body, cfg)
+            verdict = pool.run(_compare, old, body, cfg)
             result = dataclasses.replace(
                 base,
                 outcome="unchanged" if verdict.same else "changed",
@@ -242,6 +245,8 @@ def _descend(
         if result.outcome == "unchanged":
             assert snapshot is not None
             return done(result, snapshot.info)
+        if job.thumbnails and pool.may_picture():  # now: the old image is gone after the write
+            result = dataclasses.replace(result, visual=_pictures(pool, old, body, verdict, cfg))
         if job.dry_run:
             return done(result)
         mtime = None
@@ -250,6 +255,50 @@ def _descend(
         return done(result, root.write(job.path, body, mtime=mtime), wrote=True)
     except FetcherError as exc:
         return _failed(job, exc, started, status)
+
+
+class _Pool:
+    """Where a job's CPU-bound steps run: worker processes, or this thread under the slots."""
+
+    def __init__(
+        self,
+        slots: threading.Semaphore | None,
+        processes: CompareRunner | None,
+        budget: Budget | None,
+    ) -> None:
+        self.slots = slots
+        self.processes = processes
+        self.budget = budget
+
+    def slot(self) -> contextlib.AbstractContextManager[Any]:
+        """Hold a compare slot in this thread (for work that stays here)."""
+        return self.slots or contextlib.nullcontext()
+
+    def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)`` in a worker process if there are any, else here under a slot."""
+        if self.processes is not None:
+            return self.processes.run(fn, *args)
+        with self.slot():
+            return fn(*args)
+
+    def may_picture(self) -> bool:
+        """Take one picture from the run's budget (always yes without one)."""
+        return self.budget is None or self.budget.take()
+
+
+def _pictures(
+    pool: _Pool, old: bytes | None, new: bytes, verdict: Comparison | None, cfg: CompareConfig
+) -> Visual:
+    """The pictures of a new or changed image; never raises: the decision stands without them."""
+    from .visual import Visual, change_visual, new_visual
+
+    try:
+        if old is None:
+            with pool.slot():  # small, like the decode check: here, not in a process
+                return new_visual(new, cfg)
+        return pool.run(change_visual, old, new, cfg, verdict)
+    except Exception as exc:
+        return Visual(notes=(f"no pictures: {type(exc).__name__}: {exc}",))
 
 
 def _decodes(body: bytes, cfg: CompareConfig) -> None:

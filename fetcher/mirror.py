@@ -125,6 +125,7 @@ def sync(
     writer: ReportWriter | None = None,
     on_result: Callable[[Result], None] | None = None,
     progress: bool = False,
+    thumbnails: int = 0,
 ) -> Report:
     """Mirror a URL list into ``dest``, writing only what changed.
 
@@ -156,6 +157,10 @@ def sync(
         Called with every result in the coordinating thread.
     progress : bool
         Show a progress bar on stderr.
+    thumbnails : int
+        The first this many ``new`` and ``changed`` results carry their pictures
+        (``Result.visual``: thumbnails of the old and new image and the diff map, made
+        when the decision is made), e.g. for :class:`fetcher.htmlreport.HtmlReport`.
 
     Returns
     -------
@@ -202,5 +207,6 @@ def sync(
                 writer=writer,
                 on_result=on_result,
                 progress=progress,
+                thumbnails=thumbnails,
             )
     return outcome_report.finish()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
@@ -14,9 +13,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .errors import StoreError
+
+if TYPE_CHECKING:
+    from .visual import Visual
 
 __all__ = [
     "OUTCOMES",
@@ -79,6 +81,9 @@ class Result:
         Line of the URL list (0 when not from a list).
     traceback : str or None
         For reason ``internal`` only: the traceback (printed by ``-v``; not in the report).
+    visual : Visual or None
+        Thumbnails of a ``new`` or ``changed`` image, when the run was asked for them
+        (``sync(..., thumbnails=N)``, the HTML report); not in the JSON report.
     """
 
     url: str
@@ -95,6 +100,7 @@ class Result:
     detail: str | None = None
     line: int = 0
     traceback: str | None = field(default=None, repr=False, compare=False)
+    visual: Visual | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -107,9 +113,9 @@ class Result:
 
     def to_dict(self) -> dict[str, Any]:
         """The report record: every field of DESIGN.md's report format."""
-        out = dataclasses.asdict(self)
+        out = {key: getattr(self, key) for key in REPORT_FIELDS}
         out["elapsed"] = round(self.elapsed, 4)
-        return {key: out[key] for key in REPORT_FIELDS}
+        return out
 
 
 @dataclass
@@ -286,6 +292,14 @@ class ReportFile(ReportWriter):
         if self._temp is None:
             self.start()
         super().write(result)
+
+    def discard(self) -> None:
+        """Remove what was written (if started); ``path`` is left as it was."""
+        temp, self._temp = self._temp, None
+        if temp is not None:
+            self._file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
 
     def close(self) -> None:
         """Put the report in place: fsync it and rename it over ``path`` (if started).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,7 @@ from .report import Progress, Report, ReportWriter, Result
 from .state import State, next_record
 from .store import Destination
 from .urllist import BadLine, Entry
+from .visual import Budget
 
 if TYPE_CHECKING:
     import requests
@@ -286,6 +288,7 @@ class _Recorder:
         *,
         progress: bool,
         dry_run: bool,
+        thumbnails: int = 0,
     ) -> None:
         self.state = state
         self.report = report
@@ -294,6 +297,10 @@ class _Recorder:
         self.dry_run = dry_run
         self.bar = Progress(enabled=progress)
         self.held = _HeldInterrupts()
+        self.pictures_left = thumbnails  # results that may still carry pictures
+
+    def wants_pictures(self) -> bool:
+        return self.pictures_left > 0
 
     def outcome(self, job: Job, outcome: Outcome) -> None:
         if outcome.result.reason == "interrupted":
@@ -304,6 +311,11 @@ class _Recorder:
                 _remember(self.state, job, outcome)
 
     def result(self, result: Result) -> None:
+        if result.visual is not None:  # the cap holds however many were made in flight
+            if self.pictures_left > 0:
+                self.pictures_left -= 1
+            else:
+                result = dataclasses.replace(result, visual=None)
         with self.held.hold():
             self.report.add(result)
             if self.writer is not None:
@@ -339,18 +351,32 @@ def run(
     writer: ReportWriter | None,
     on_result: Callable[[Result], None] | None,
     progress: bool,
+    thumbnails: int = 0,
 ) -> None:
     """Take every entry down the ladder: locally (threads), or on ``executor`` in batches.
+
+    The first ``thumbnails`` new or changed results carry their pictures
+    (``Result.visual``); locally no more are made, on a cluster a few in flight may be
+    made and dropped.
 
     An interrupt (Ctrl-C, or SIGTERM turned into one by the CLI) marks the report
     interrupted; what finished is recorded in the report and the state before it returns.
     """
-    recorder = _Recorder(state, report, writer, on_result, progress=progress, dry_run=dry_run)
+    recorder = _Recorder(
+        state,
+        report,
+        writer,
+        on_result,
+        progress=progress,
+        dry_run=dry_run,
+        thumbnails=thumbnails,
+    )
     recorder.held.install()
     try:
         jobs = _jobs(entries, str(dest.path), state, recorder, force=force, dry_run=dry_run)
         if executor is None:
-            _run_local(jobs, config, recorder, dest, session=session)
+            budget = Budget(thumbnails) if thumbnails > 0 else None
+            _run_local(jobs, config, recorder, dest, session=session, budget=budget)
         else:
             _run_cluster(jobs, config, recorder, executor)
     except KeyboardInterrupt:
@@ -375,7 +401,8 @@ def _jobs(
         if isinstance(item, BadLine):
             recorder.bad_line(item)
         else:
-            yield _job(item, dest, state, force=force, dry_run=dry_run)
+            job = _job(item, dest, state, force=force, dry_run=dry_run)
+            yield dataclasses.replace(job, thumbnails=True) if recorder.wants_pictures() else job
 
 
 def _run_local(
@@ -385,6 +412,7 @@ def _run_local(
     root: Destination,
     *,
     session: requests.Session | None,
+    budget: Budget | None = None,
 ) -> None:
     """Threads download (each its own libcurl handle), forked processes compare.
 
@@ -413,6 +441,7 @@ def _run_local(
                     root=root,
                     compare_slots=slots,
                     processes=processes,
+                    budget=budget,
                 )
                 pending[future] = job
                 while len(pending) >= 2 * workers:
