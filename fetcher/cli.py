@@ -10,11 +10,14 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
 from .config import Config, load_config
 from .errors import FetcherError
+
+if TYPE_CHECKING:
+    from .htmlreport import HtmlReport
 
 __all__ = ["main"]
 
@@ -328,7 +331,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return EXIT_PIPE_CLOSED if console.closed else report.exit_code
 
 
-def _html_report(config: Config, dest: str) -> Any:
+def _html_report(config: Config, dest: str) -> HtmlReport | None:
     """The HTML report the run should write (``--html``, ``[report] html``), or None."""
     if not config.report.html:
         return None

@@ -326,8 +326,8 @@ class HtmlReport:
     path : path-like
         The page to write.
     max_images : int
-        Most new and changed images shown with pictures (``[report] html_max``); the
-        results past it that carry none are listed as links.
+        Most new images, and most changed ones, shown with pictures (``[report]
+        html_max``); the results past it, and those that carry none, are listed as links.
     thresholds : CompareConfig, optional
         The thresholds the run compared with (shown beside the scores).
     title : str
@@ -556,7 +556,7 @@ def write_compare_page(
     verdict = "same" if comparison.same else "changed"
     title = f"fetcher compare: {verdict} ({comparison.reason})"
     card = change_card(
-        title=f"{old_name} -> {new_name}",
+        title=new_name,
         url=None,
         reason=comparison.reason,
         scores={name: getattr(comparison, name) for name in _SCORES},

@@ -245,7 +245,9 @@ def _descend(
         if result.outcome == "unchanged":
             assert snapshot is not None
             return done(result, snapshot.info)
-        if job.thumbnails and pool.may_picture():  # now: the old image is gone after the write
+        if job.thumbnails and pool.may_picture(
+            result.outcome
+        ):  # now: the old image is gone after the write
             result = dataclasses.replace(result, visual=_pictures(pool, old, body, verdict, cfg))
         if job.dry_run:
             return done(result)
@@ -281,9 +283,9 @@ class _Pool:
         with self.slot():
             return fn(*args)
 
-    def may_picture(self) -> bool:
+    def may_picture(self, outcome: str) -> bool:
         """Take one picture from the run's budget (always yes without one)."""
-        return self.budget is None or self.budget.take()
+        return self.budget is None or self.budget.take(outcome)
 
 
 def _pictures(

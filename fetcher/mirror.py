@@ -158,7 +158,7 @@ def sync(
     progress : bool
         Show a progress bar on stderr.
     thumbnails : int
-        The first this many ``new`` and ``changed`` results carry their pictures
+        The first this many ``new`` and as many ``changed`` results carry their pictures
         (``Result.visual``: thumbnails of the old and new image and the diff map, made
         when the decision is made), e.g. for :class:`fetcher.htmlreport.HtmlReport`.
 

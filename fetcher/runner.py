@@ -297,10 +297,11 @@ class _Recorder:
         self.dry_run = dry_run
         self.bar = Progress(enabled=progress)
         self.held = _HeldInterrupts()
-        self.pictures_left = thumbnails  # results that may still carry pictures
+        # per outcome, how many more results may carry pictures
+        self.pictures_left = {"new": thumbnails, "changed": thumbnails}
 
     def wants_pictures(self) -> bool:
-        return self.pictures_left > 0
+        return any(left > 0 for left in self.pictures_left.values())
 
     def outcome(self, job: Job, outcome: Outcome) -> None:
         if outcome.result.reason == "interrupted":
@@ -312,8 +313,8 @@ class _Recorder:
 
     def result(self, result: Result) -> None:
         if result.visual is not None:  # the cap holds however many were made in flight
-            if self.pictures_left > 0:
-                self.pictures_left -= 1
+            if self.pictures_left.get(result.outcome, 0) > 0:
+                self.pictures_left[result.outcome] -= 1
             else:
                 result = dataclasses.replace(result, visual=None)
         with self.held.hold():
@@ -355,7 +356,7 @@ def run(
 ) -> None:
     """Take every entry down the ladder: locally (threads), or on ``executor`` in batches.
 
-    The first ``thumbnails`` new or changed results carry their pictures
+    The first ``thumbnails`` new and the first ``thumbnails`` changed results carry their pictures
     (``Result.visual``); locally no more are made, on a cluster a few in flight may be
     made and dropped.
 

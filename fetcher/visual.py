@@ -81,18 +81,22 @@ class Visual:
 
 
 class Budget:
-    """How many more results may carry pictures; taken one at a time, from any thread."""
+    """How many more results of each outcome may carry pictures; taken from any thread.
+
+    ``new`` and ``changed`` have a budget each, so that the new images of a run never
+    take the room of its changes.
+    """
 
     def __init__(self, count: int) -> None:
-        self._left = count
+        self._left = {"new": count, "changed": count}
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
-        """Take one picture slot: False once they are spent."""
+    def take(self, outcome: str) -> bool:
+        """Take one picture slot for a result of ``outcome``: False once they are spent."""
         with self._lock:
-            if self._left <= 0:
+            if self._left.get(outcome, 0) <= 0:
                 return False
-            self._left -= 1
+            self._left[outcome] -= 1
             return True
 
 

@@ -349,6 +349,18 @@ def test_pictures_are_small_and_made_only_for_new_and_changed_within_the_budget(
         sync(urls, tmp_path / "dest", on_result=seen.append)  # no thumbnails asked for
         assert [r.outcome for r in seen].count("changed") == 1
         assert all(r.visual is None for r in seen)
+        # new and changed images each have their budget: new ones never crowd out a change
+        seen.clear()
+        origin.publish("/1.png", encode(with_square(textured((40, 200, 90)), MAGENTA)))
+        for i in (5, 6, 7):
+            origin.publish(f"/{i}.png", encode(textured((0, 0, 30 * i))))
+        more = [*urls, *(origin.url(f"/{i}.png") for i in (5, 6, 7))]
+        sync(more, tmp_path / "dest", thumbnails=1, on_result=seen.append)
+        assert sorted(r.outcome for r in seen if r.visual is not None) == ["changed", "new"]
+        changed = next(r for r in seen if r.outcome == "changed")
+        assert changed.visual is not None
+        assert None not in (changed.visual.old, changed.visual.new, changed.visual.diff)
+        assert changed.visual.decided_by == "local_edit"
 
 
 def test_a_run_without_pictures_never_makes_one(
