@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Sequence
@@ -59,13 +60,24 @@ class _Console:
     def __init__(self) -> None:
         self.closed = False
         self.running = False
+        self.bar = False  # a progress bar is drawn: lines go through tqdm.write
 
     def line(self, text: str, stream: IO[str]) -> None:
-        """Print one line and flush it (a closed pipe shows at once, not at exit)."""
+        """Print one line and flush it (a closed pipe shows at once, not at exit).
+
+        While a progress bar is drawn, the line goes through ``tqdm.write``: it clears
+        the bar, prints the line and draws the bar again below it, so the bar stays
+        whole and every line starts at the left margin.
+        """
         if self.closed:
             return
         try:
-            stream.write(text + "\n")
+            if self.bar:
+                from tqdm import tqdm
+
+                tqdm.write(text, file=stream)
+            else:
+                stream.write(text + "\n")
             stream.flush()
         except BrokenPipeError:
             self.pipe_closed(stream)
@@ -255,7 +267,7 @@ def _compare_page(args: argparse.Namespace, result: Any, config: Config) -> None
 
 def _cmd_sync(args: argparse.Namespace) -> int:
     from .mirror import sync
-    from .report import ReportFile, ReportWriter, Result
+    from .report import Progress, ReportFile, ReportWriter, Result
 
     config = _load(
         args,
@@ -304,7 +316,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 extra = f" ({result.detail})" if result.detail else ""
                 console.line(f"{result.outcome:9} {result.reason:16} {result.path}{extra}", out)
 
-        console.running = True
+        shown = terminal and not args.no_progress and not args.quiet
+        bar = Progress(enabled=shown, total=_count_entries(args.urls) if shown else None)
+        console.running, console.bar = True, bar.enabled
         try:
             report = sync(
                 lines,
@@ -314,11 +328,12 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 force=args.force,
                 writer=writer,
                 on_result=show,
-                progress=terminal and not args.no_progress and not args.quiet,
+                progress=bar,
                 thumbnails=config.report.html_max if html is not None else 0,
             )
         finally:
-            console.running = False
+            bar.close()  # the run closed it, unless it never started (e.g. locked out)
+            console.running = console.bar = False
         if html is not None:
             html.write(report, exit_code=EXIT_PIPE_CLOSED if console.closed else None)
     if console.closed:
@@ -343,6 +358,21 @@ def _html_report(config: Config, dest: str) -> HtmlReport | None:
         thresholds=config.compare,
         title=dest,
     )
+
+
+def _count_entries(urls: str) -> int | None:
+    """How many lines of the list file ``urls`` hold an entry (None if not a regular file).
+
+    The bar's total, for its ETA: one quick pass over the bytes before the run, for a
+    regular file only (stdin or a pipe is read once, by the run).
+    """
+    try:
+        if urls == "-" or not stat.S_ISREG(os.stat(urls).st_mode):
+            return None
+        with open(urls, "rb") as handle:
+            return sum(1 for raw in handle if raw.strip() and not raw.lstrip().startswith(b"#"))
+    except OSError:
+        return None
 
 
 def _failure_line(result: Any) -> str:

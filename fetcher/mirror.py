@@ -15,7 +15,7 @@ from .errors import FetcherError, StoreError
 from .http import Fetcher
 from .ladder import Job, _failed, _internal, run_job
 from .paths import STATE_DIR
-from .report import Report, ReportWriter, Result
+from .report import Progress, Report, ReportWriter, Result
 from .runner import cluster_executor, run
 from .state import State
 from .store import Destination, DestinationLock
@@ -124,7 +124,7 @@ def sync(
     force: bool = False,
     writer: ReportWriter | None = None,
     on_result: Callable[[Result], None] | None = None,
-    progress: bool = False,
+    progress: bool | Progress = False,
     thumbnails: int = 0,
 ) -> Report:
     """Mirror a URL list into ``dest``, writing only what changed.
@@ -155,8 +155,8 @@ def sync(
         Gets every result as it arrives (the JSON-lines report).
     on_result : callable, optional
         Called with every result in the coordinating thread.
-    progress : bool
-        Show a progress bar on stderr.
+    progress : bool or Progress
+        Show a progress bar on stderr; or the bar to update (e.g. one with a total).
     thumbnails : int
         The first this many ``new`` and as many ``changed`` results carry their pictures
         (``Result.visual``: thumbnails of the old and new image and the diff map, made

@@ -8,9 +8,10 @@ import os
 import secrets
 import stat
 import sys
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OUTCOMES",
+    "PathSpool",
     "Progress",
     "Report",
     "ReportFile",
@@ -118,12 +120,53 @@ class Result:
         return out
 
 
+class PathSpool:
+    """The paths of one outcome, in the order they came, in bounded memory.
+
+    The first ``FIRST`` stay in a list (for the summary table); all of them go, one
+    JSON string a line, to a ``SpooledTemporaryFile`` that lives in memory up to
+    ``MAX_MEMORY`` bytes and then moves to a temporary file on disk (deleted when the
+    report is). A million changed paths thus cost about 256 KiB of memory, not 60 MB.
+    """
+
+    FIRST = 10
+    MAX_MEMORY = 256 * 1024
+
+    def __init__(self) -> None:
+        self.first: list[str] = []
+        self.count = 0
+        self._file: IO[str] | None = None
+
+    def add(self, path: str) -> None:
+        if len(self.first) < self.FIRST:
+            self.first.append(path)
+        if self._file is None:
+            self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (lives with the report)
+                max_size=self.MAX_MEMORY, mode="w+", encoding="utf-8"
+            )
+        self._file.write(json.dumps(path, ensure_ascii=False) + "\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[str]:
+        """Every path, in order (reads the spool from its start; adding may go on after)."""
+        if self._file is None:
+            return
+        self._file.flush()
+        self._file.seek(0)
+        try:
+            for line in self._file:
+                yield json.loads(line)
+        finally:
+            self._file.seek(0, os.SEEK_END)
+
+
 @dataclass
 class Report:
-    """Counts of a run; a failed result list; the exit status.
+    """Counts of a run; the new and changed paths; a failed result list; the exit status.
 
-    Memory stays bounded by the number of failures, not the length of the list:
-    every result is counted, only failures are kept.
+    Memory does not grow with the length of the list: every result is counted; the
+    paths of ``new`` and ``changed`` results are kept in :class:`PathSpool` files
+    (iterate :meth:`new_paths`, :meth:`changed_paths`); failures are kept whole.
     """
 
     counts: Counter[str] = field(default_factory=Counter)
@@ -134,6 +177,11 @@ class Report:
     interrupted: bool = False
     dry_run: bool = False
     _started: float = field(default_factory=time.monotonic, repr=False)
+    _paths: dict[str, PathSpool] = field(
+        default_factory=lambda: {"new": PathSpool(), "changed": PathSpool()},
+        repr=False,
+        compare=False,
+    )
 
     def add(self, result: Result) -> None:
         """Count one result."""
@@ -142,6 +190,16 @@ class Report:
         self.bytes += result.bytes
         if not result.ok:
             self.failures.append(result)
+        elif result.outcome in self._paths:
+            self._paths[result.outcome].add(result.path)
+
+    def new_paths(self) -> Iterator[str]:
+        """The path of every ``new`` result, in the order they finished."""
+        return iter(self._paths["new"])
+
+    def changed_paths(self) -> Iterator[str]:
+        """The path of every ``changed`` result, in the order they finished."""
+        return iter(self._paths["changed"])
 
     def finish(self) -> Report:
         """Stop the clock."""
@@ -195,7 +253,19 @@ class Report:
             tail += " (dry run: nothing written)"
         if self.interrupted:
             tail += " (interrupted)"
-        return "\n".join([*lines, tail])
+        return "\n".join([*lines, tail, *self._listing()])
+
+    def _listing(self, show: int = 5) -> list[str]:
+        """Which files changed and which are new: the first ``show`` of each, then a count."""
+        lines = []
+        for outcome in ("changed", "new"):
+            spool = self._paths[outcome]
+            if spool.count:
+                lines.append(f"{outcome}:")
+                lines += [f"  {path}" for path in spool.first[:show]]
+                if spool.count > show:
+                    lines.append(f"  … and {spool.count - show} more")
+        return lines
 
 
 def format_bytes(n: float) -> str:
@@ -327,15 +397,33 @@ class ReportFile(ReportWriter):
 
 
 class Progress:
-    """A tqdm progress bar with counts per outcome (only when asked for: on a terminal)."""
+    """A tqdm progress bar with counts per outcome (only when asked for: on a terminal).
 
-    def __init__(self, *, enabled: bool, stream: IO[str] | None = None) -> None:
+    With ``total`` (the number of URLs, known when the list is a regular file) the bar
+    shows how far the run is and when it should end. While the bar is shown, every
+    other line must be printed through :func:`tqdm.tqdm.write` (which clears the bar,
+    prints, and draws it again), or the line lands inside the bar's.
+    """
+
+    def __init__(
+        self, *, enabled: bool, stream: IO[str] | None = None, total: int | None = None
+    ) -> None:
         self._bar: Any = None
         self._counts: Counter[str] = Counter()
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(unit="url", file=stream or sys.stderr, dynamic_ncols=True, leave=False)
+            self._bar = tqdm(
+                unit="url",
+                file=stream or sys.stderr,
+                dynamic_ncols=True,
+                leave=False,
+                total=total,
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self._bar is not None
 
     def update(self, result: Result) -> None:
         if self._bar is None:

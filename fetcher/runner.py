@@ -286,7 +286,7 @@ class _Recorder:
         writer: ReportWriter | None,
         on_result: Callable[[Result], None] | None,
         *,
-        progress: bool,
+        progress: bool | Progress,
         dry_run: bool,
         thumbnails: int = 0,
     ) -> None:
@@ -295,7 +295,7 @@ class _Recorder:
         self.writer = writer
         self.on_result = on_result
         self.dry_run = dry_run
-        self.bar = Progress(enabled=progress)
+        self.bar = progress if isinstance(progress, Progress) else Progress(enabled=progress)
         self.held = _HeldInterrupts()
         # per outcome, how many more results may carry pictures
         self.pictures_left = {"new": thumbnails, "changed": thumbnails}
@@ -351,7 +351,7 @@ def run(
     force: bool,
     writer: ReportWriter | None,
     on_result: Callable[[Result], None] | None,
-    progress: bool,
+    progress: bool | Progress,
     thumbnails: int = 0,
 ) -> None:
     """Take every entry down the ladder: locally (threads), or on ``executor`` in batches.

@@ -7,6 +7,7 @@ import io
 import json
 import re
 import stat
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -163,7 +164,11 @@ def test_summary_table() -> None:
     ends = {line.index(line.split()[1]) + len(line.split()[1]) for line in lines[1:5]}
     assert len(ends) == 1
     assert lines[5] == "124 URLs, 4.1 MB in 2.3 s"
-    assert len(lines) == 6
+    paths = [
+        r.path
+        for r in (result("changed", "dissimilar"), *(result("new", "new", i) for i in range(3)))
+    ]
+    assert lines[6:] == ["changed:", f"  {paths[0]}", "new:", *(f"  {p}" for p in paths[1:])]
 
 
 @pytest.mark.parametrize(
@@ -278,3 +283,59 @@ def test_progress_enabled_draws_on_its_stream_and_closes_once() -> None:
     bar.close()  # closing twice is harmless
     bar.update(result("new", "new"))  # and an update after close draws nothing
     assert stream.getvalue() == drawn
+
+
+def test_progress_with_a_total_shows_how_far_and_an_eta() -> None:
+    stream = io.StringIO()
+    bar = Progress(enabled=True, stream=stream, total=4)
+    assert bar.enabled
+    for i in range(2):
+        bar.update(result("new", "new", i))
+    drawn = str(bar._bar)  # the meter as tqdm draws it now
+    bar.close()
+    assert "2/4" in drawn
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", drawn), drawn  # elapsed<remaining (ETA)
+
+
+# -- new and changed paths ---------------------------------------------------------------------
+def test_report_lists_new_and_changed_paths_in_order_and_the_table_shows_the_first() -> None:
+    report = Report()
+    for i in range(12):
+        report.add(dataclasses.replace(result("new", "new", i), path=f"n/{i:02d}.png"))
+    for i in range(2):
+        report.add(dataclasses.replace(result("changed", "dissimilar", i), path=f"c/{i}.png"))
+    report.add(result("unchanged", "similar", 1))
+    report.add(result("failed", "http-404", 2))
+    assert list(report.new_paths()) == [f"n/{i:02d}.png" for i in range(12)]
+    assert list(report.changed_paths()) == ["c/0.png", "c/1.png"]
+    report.add(dataclasses.replace(result("changed", "dimensions", 9), path="c/9.png"))
+    assert list(report.changed_paths())[-1] == "c/9.png"  # adding after reading goes on
+    tail = report.summary_table().split("URLs, ")[1].splitlines()[1:]
+    assert tail == [
+        "changed:",
+        "  c/0.png",
+        "  c/1.png",
+        "  c/9.png",
+        "new:",
+        *[f"  n/{i:02d}.png" for i in range(5)],
+        "  … and 7 more",
+    ]
+
+
+def test_a_million_line_run_keeps_its_changed_paths_in_bounded_memory() -> None:
+    """200 000 changed paths of 60 bytes: 12 MB as a list; the report holds under 1 MiB."""
+    report = Report()
+    changed = result("changed", "dissimilar")
+    tracemalloc.start()
+    try:
+        for i in range(200_000):
+            report.add(
+                dataclasses.replace(changed, path=f"host.example/images/{i:08d}/{'x' * 30}.png")
+            )
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 1 << 20, held
+    paths = report.changed_paths()
+    assert next(paths).startswith("host.example/images/00000000/")
+    assert sum(1 for _ in paths) == 199_999

@@ -724,6 +724,39 @@ def test_a_closed_pipe_stops_the_run_quietly_like_a_unix_tool(
     assert not list(mirror.dest.rglob(".fetcher-tmp-*"))
 
 
+class FakeTerminal(io.StringIO):
+    """A stream that says it is a terminal, keeping every byte written to it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def screen(text: str) -> list[str]:
+    """What a terminal shows of ``text``: each line as its last carriage return left it."""
+    return [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+
+
+def test_on_a_terminal_lines_go_above_the_bar_and_the_table_lists_what_changed(
+    mirrored: tuple[Mirror, Run], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mirror, first = mirrored
+    mirror.origin.publish("/photos/coffee.png", boxed(pictures()["/photos/coffee.png"]))
+    missing = [mirror.url(f"/missing/{i}.png") for i in range(3)]
+    mirror.write_list(*(row["url"] + " " + row["path"] for row in first.report), *missing)
+    err, out = FakeTerminal(), FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["sync", str(mirror.list), "--dest", str(mirror.dest), "--config", str(mirror.config)]
+    assert main(argv) == 1
+    shown = screen(err.getvalue())
+    failures = [line for line in shown if "fetcher:" in line]
+    assert len(failures) == 3
+    assert all(line.startswith("fetcher: line ") for line in failures), failures  # not in the bar
+    assert "0/7 [" in err.getvalue()  # the bar knows the total (a regular file): an ETA
+    table = out.getvalue()
+    assert "changed:\n  coffee.png\n" in table and "7 URLs" in table
+
+
 def test_bad_config_key_exits_2_with_one_line_naming_it(
     mirror: Mirror, capsys: pytest.CaptureFixture[str]
 ) -> None:
