@@ -195,7 +195,6 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
             out(f"{title}\n  {report.summary_line()}")
             if html is not None:
                 html.write(report)
-                html.close()
             return results
 
         first = run("1. first sync into an empty folder (every image is new):")

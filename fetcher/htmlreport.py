@@ -403,7 +403,7 @@ class HtmlReport:
         )
 
     def write(self, report: Report, *, exit_code: int | None = None) -> None:
-        """Write the page: beside its name, fsynced, then renamed into place.
+        """Write the page: beside its name, fsynced, then renamed into place (once).
 
         Raises
         ------
@@ -424,9 +424,10 @@ class HtmlReport:
             page.discard()
             raise
         page.close()
+        self.close()
 
     def close(self) -> None:
-        """Drop the spooled parts (after :meth:`write`, or instead of it)."""
+        """Drop the spooled parts (done by a :meth:`write` that succeeds; or instead of it)."""
         for section in self._sections.values():
             section.close()
 

@@ -116,11 +116,12 @@ def _encode(img: Image.Image) -> Thumbnail:
 
 def _displayable(img: Image.Image) -> Image.Image:
     """The first frame in a mode a thumbnail keeps: L, RGB or RGBA (16-bit grey scaled down)."""
-    import numpy as np
     from PIL import Image
 
     mode = img.mode
     if mode.startswith("I;16") or mode in ("I", "F"):
+        import numpy as np  # only here: a run of 8-bit images never imports it for a picture
+
         arr = np.asarray(img, dtype=np.float64)
         top = 1.0 if mode == "F" and arr.size and arr.max() <= 1.0 else 65535.0
         grey = np.clip(np.nan_to_num(arr) * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)

@@ -267,6 +267,17 @@ def test_failures_are_grouped_by_reason_with_their_messages_and_capped(
     assert text.index("http-404 3") < text.index("timeout 2")  # the largest group first
 
 
+def test_an_interrupted_or_dry_run_says_so_at_the_top(tmp_path: Path) -> None:
+    html = HtmlReport(tmp_path / "page.html")
+    report = Report(dry_run=True)
+    report.interrupted = True
+    html.write(report.finish())
+    text = parse(tmp_path / "page.html").text
+    assert "exit 130: interrupted" in text
+    assert "dry run: decided everything, wrote nothing" in text
+    assert "interrupted: this page shows the URLs finished before it" in text
+
+
 def test_hostile_paths_urls_and_messages_are_escaped(tmp_path: Path, tiny_thumb: Thumbnail) -> None:
     evil = '<script>alert(1)</script><img src="http://evil.example/x.png">'
     html = HtmlReport(tmp_path / "page.html", title=evil)
