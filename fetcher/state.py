@@ -3,7 +3,10 @@
 One SQLite file, ``DEST/.fetcher/state.sqlite3`` by default, in WAL mode, with one
 table ``records`` keyed by (URL, path): the same URL listed for two paths has a record
 for each. The schema is versioned with ``PRAGMA user_version``; a state of schema 1
-(keyed by URL alone) is migrated in place when it is opened for writing. A file that
+(keyed by URL alone) or 2 (without ``written``) is migrated in place when it is opened
+for writing: ``written`` is set where the last outcome was ``new`` or ``changed`` (the
+record then describes the file that run wrote) and left unset elsewhere, since an older
+state cannot tell a file fetcher wrote from one it found and judged unchanged. A file that
 cannot be used (not a database, corrupted, truncated, written by a newer fetcher) is
 a ``StateError`` naming the file; it is never reset behind the user's back. The one
 exception is a zero-byte file with no ``-wal`` beside it: SQLite writes nothing until
@@ -34,11 +37,14 @@ import dataclasses
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from .errors import StateError
+from .paths import path_key
 from .store import FileInfo
 
 __all__ = [
@@ -46,12 +52,15 @@ __all__ = [
     "BATCH_SIZE",
     "BUSY_TIMEOUT",
     "SCHEMA_VERSION",
+    "STATE_FILE",
     "Record",
     "State",
     "next_record",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+#: The state's file name in ``DEST/.fetcher`` unless ``[sync] state`` names another.
+STATE_FILE = "state.sqlite3"
 BATCH_SIZE = 200
 BATCH_SECONDS = 1.0
 #: Seconds to wait for another process holding the database, per attempt.
@@ -72,7 +81,10 @@ class Record:
     ``path`` is relative to the destination; ``size``, ``mtime_ns`` and ``sha256``
     describe the file on disk as fetcher left it (None if it left none); ``outcome``
     is ``new``, ``changed``, ``unchanged`` or ``failed``; ``checked`` and ``changed``
-    are POSIX times of the last check and the last write.
+    are POSIX times of the last check and the last write. ``written`` is True when
+    the file described is one fetcher wrote itself (not one it found on disk and
+    judged unchanged, nor one put back by ``fetcher restore``): only such a file may
+    be deleted by ``--delete``.
     """
 
     url: str
@@ -86,6 +98,7 @@ class Record:
     reason: str
     checked: float
     changed: float | None
+    written: bool = False
 
     def describes(self, on_disk: FileInfo | None, *, path: str | None = None) -> bool:
         """True if ``on_disk`` is still the file fetcher left: same size and mtime (and path).
@@ -120,18 +133,38 @@ CREATE TABLE {name} (
     reason TEXT NOT NULL,
     checked REAL NOT NULL,
     changed REAL,
+    written INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (url, path)
 );
 """
 _SCHEMA = _TABLE.format(name="records")
+#: Columns of schemas 1 and 2, and what ``written`` is taken to be for their records.
+_OLD_COLUMNS = _COLUMNS[:-1]
+_WRITTEN_BEFORE_3 = "(outcome IN ('new', 'changed') AND size IS NOT NULL)"
 # Schema 1 keyed records by URL alone (one record for a URL listed with two paths).
 _MIGRATE_FROM_1 = f"""
-{_TABLE.format(name="records_2")}
-INSERT INTO records_2 SELECT {", ".join(_COLUMNS)} FROM records;
+{_TABLE.format(name="records_3")}
+INSERT INTO records_3 SELECT {", ".join(_OLD_COLUMNS)}, {_WRITTEN_BEFORE_3} FROM records;
 DROP TABLE records;
-ALTER TABLE records_2 RENAME TO records;
+ALTER TABLE records_3 RENAME TO records;
 """
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM records WHERE url = ? AND path = ?"
+# Schema 2 had no column ``written``.
+_MIGRATE_FROM_2 = f"""
+ALTER TABLE records ADD COLUMN written INTEGER NOT NULL DEFAULT 0;
+UPDATE records SET written = 1 WHERE {_WRITTEN_BEFORE_3};
+"""
+_LISTED = """
+CREATE TEMP TABLE IF NOT EXISTS listed (
+    url TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (url, path)
+) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS listed_keys (key TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TEMP TABLE IF NOT EXISTS gone (
+    url TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (url, path)
+) WITHOUT ROWID;
+DELETE FROM temp.listed;
+DELETE FROM temp.listed_keys;
+DELETE FROM temp.gone;
+"""
 _UPSERT = (
     f"INSERT OR REPLACE INTO records ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -170,10 +203,11 @@ def _check_header(path: Path) -> None:
         raise _unusable(path, "it is truncated")
 
 
-def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> bool:
+def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> int:
     """Check version, integrity and tables; for writing, switch to WAL, create or migrate.
 
-    Returns False for a read-only open of a file that holds no state yet.
+    Returns the schema version the connection now reads: ``SCHEMA_VERSION`` when opened
+    for writing, the file's own when read-only (0: the file holds no state yet).
     """
     # 1 MiB of page cache (SQLite's default is 2), set first so the integrity check of a
     # big state stays within it too: a run looks each URL up once, so a bigger cache
@@ -194,10 +228,10 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> bool:
     if version == 0 and tables:
         raise _unusable(path, "it is an SQLite database but not a fetcher state")
     have = [row[1] for row in conn.execute("PRAGMA table_info(records)")]
-    if version > 0 and tuple(have) != _COLUMNS:
+    if version > 0 and tuple(have) != (_COLUMNS if version >= 3 else _OLD_COLUMNS):
         raise _unusable(path, "its records table does not have the columns of this schema")
     if readonly:
-        return int(version) > 0  # schema 1 reads as schema 2: the same columns
+        return int(version)
     # Only now, with the file known to be ours, change anything in it.
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
@@ -205,15 +239,16 @@ def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> bool:
     conn.execute("PRAGMA synchronous=NORMAL")  # WAL: commits stay consistent, fsync per checkpoint
     if version == 0:
         conn.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
-    elif version == 1:
+    elif version in (1, 2):
+        migrate = _MIGRATE_FROM_1 if version == 1 else _MIGRATE_FROM_2
         conn.executescript(
-            f"BEGIN IMMEDIATE; {_MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            f"BEGIN IMMEDIATE; {migrate} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
     # Take and drop the write lock once: a state held by another process stops the run
     # here, after waiting the busy timeout, before any file is written.
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("ROLLBACK")
-    return True
+    return SCHEMA_VERSION
 
 
 def _busy(exc: sqlite3.Error) -> bool:
@@ -230,12 +265,23 @@ class State:
     caller, deliberately not turned into ``StateError``).
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, timeout: float) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        timeout: float,
+        version: int = SCHEMA_VERSION,
+    ) -> None:
         self.path = path
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = conn
         self._pending: dict[tuple[str, str], Record] = {}
         self._last_commit = time.monotonic()
+        # A read-only open of an older schema reads ``written`` as a migration would set it.
+        written = "written" if version >= 3 else _WRITTEN_BEFORE_3
+        self._columns = f"{', '.join(_OLD_COLUMNS)}, {written}"
+        self._listed: list[tuple[str, str, str]] = []
 
     @classmethod
     def open(cls, path: Path, *, timeout: float = BUSY_TIMEOUT, readonly: bool = False) -> State:
@@ -282,10 +328,12 @@ class State:
         except sqlite3.Error as exc:
             raise _unusable(path, str(exc)) from None
         try:
-            if not _prepare(conn, path, readonly=readonly):
+            version = _prepare(conn, path, readonly=readonly)
+            if not version:
                 conn.close()
                 conn = sqlite3.connect(":memory:", isolation_level=None)
                 conn.executescript(_SCHEMA)
+                version = SCHEMA_VERSION
         except sqlite3.Error as exc:
             conn.close()
             if _busy(exc):
@@ -296,7 +344,7 @@ class State:
         except StateError:
             conn.close()
             raise
-        return cls(conn, path, timeout=timeout)
+        return cls(conn, path, timeout=timeout, version=version)
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -315,13 +363,14 @@ class State:
         if pending is not None:
             return pending
         conn = self._connection()
+        select = f"SELECT {self._columns} FROM records WHERE url = ? AND path = ?"
         try:
-            row = conn.execute(_SELECT, (url, path)).fetchone()
+            row = conn.execute(select, (url, path)).fetchone()
         except _MISUSE:
             raise
         except sqlite3.Error as exc:
             raise StateError(f"cannot read state file {str(self.path)!r}: {exc}") from None
-        return None if row is None else Record(*row)
+        return None if row is None else _record(row)
 
     def put(self, record: Record) -> None:
         """Store ``record``, replacing the previous one of its URL and path.
@@ -413,6 +462,130 @@ class State:
     ) -> None:
         self.close()
 
+    # -- what the list names, for --delete ---------------------------------------------------
+    def begin_listing(self) -> None:
+        """Start noting what the list names (temporary tables: nothing is written to the file).
+
+        Raises
+        ------
+        StateError
+            The temporary tables cannot be made.
+        """
+        self._execute_script(_LISTED)
+        self._connection().create_function("fetcher_path_key", 1, path_key, deterministic=True)
+        self._listed.clear()
+
+    def listed(self, url: str, path: str, key: str) -> None:
+        """Note that the list names ``url`` at ``path`` (``key``: the path's ``path_key``)."""
+        self._listed.append((url, path, key))
+        if len(self._listed) >= BATCH_SIZE:
+            self._flush_listed()
+
+    def _flush_listed(self) -> None:
+        rows, self._listed = self._listed, []
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT OR IGNORE INTO temp.listed VALUES (?, ?)", [(u, p) for u, p, _ in rows]
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO temp.listed_keys VALUES (?)", [(k,) for _, _, k in rows]
+            )
+            conn.execute("COMMIT")
+        except _MISUSE:
+            raise
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise StateError(f"cannot note the list in {str(self.path)!r}: {exc}") from None
+
+    def unlisted(self) -> Iterator[tuple[Record, bool]]:
+        """Every record whose (URL, path) the list did not name, and whether its path is listed.
+
+        The second item is True when another listed entry uses the record's path
+        (compared by ``path_key``, as the list reader compares paths).
+
+        Raises
+        ------
+        StateError
+            The database cannot be read.
+        """
+        self.flush()
+        self._flush_listed()
+        conn = self._connection()
+        query = (
+            f"SELECT {self._columns}, EXISTS (SELECT 1 FROM temp.listed_keys AS k "
+            "WHERE k.key = fetcher_path_key(r.path)) FROM records AS r WHERE NOT EXISTS "
+            "(SELECT 1 FROM temp.listed AS l WHERE l.url = r.url AND l.path = r.path)"
+        )
+        try:
+            for row in conn.execute(query):
+                yield _record(row[:-1]), bool(row[-1])
+        except _MISUSE:
+            raise
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read state file {str(self.path)!r}: {exc}") from None
+
+    def forget(self, url: str, path: str) -> None:
+        """Drop the record of ``url`` at ``path`` when :meth:`forget_now` runs (after a walk)."""
+        self._execute("INSERT OR IGNORE INTO temp.gone VALUES (?, ?)", (url, path))
+
+    def forget_now(self) -> None:
+        """Delete every record :meth:`forget` named, in one transaction.
+
+        Raises
+        ------
+        StateError
+            The commit fails (another process holds the database, or it cannot be written).
+        """
+        self.flush()
+        self._execute_script(
+            "BEGIN IMMEDIATE; DELETE FROM records WHERE EXISTS (SELECT 1 FROM temp.gone AS g "
+            "WHERE g.url = records.url AND g.path = records.path); DELETE FROM temp.gone; COMMIT;"
+        )
+
+    def restored(self, path: str, file: FileInfo, *, now: float) -> int:
+        """Record that ``fetcher restore`` put ``file`` at ``path``: every record of that path.
+
+        The records keep their validators (the next run still asks the origin "changed
+        since?" and compares anything new with the restored file) and now describe
+        ``file`` with ``written`` unset (a restored file is the operator's choice;
+        ``--delete`` leaves it). Returns how many records were updated.
+
+        Raises
+        ------
+        StateError
+            The commit fails.
+        """
+        self.flush()
+        return self._execute(
+            "UPDATE records SET size = ?, mtime_ns = ?, sha256 = ?, written = 0, "
+            "reason = 'restored', changed = ? WHERE path = ?",
+            (file.size, file.mtime_ns, file.sha256 or None, now, path),
+        )
+
+    def _execute(self, sql: str, args: tuple[object, ...] = ()) -> int:
+        """One statement, committed on its own; how many rows it changed."""
+        try:
+            return int(self._connection().execute(sql, args).rowcount)
+        except _MISUSE:
+            raise
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot write state file {str(self.path)!r}: {exc}") from None
+
+    def _execute_script(self, sql: str) -> None:
+        conn = self._connection()
+        try:
+            conn.executescript(sql)
+        except _MISUSE:
+            raise
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            message = f"cannot write state file {str(self.path)!r}: {exc}"
+            raise StateError(message) from None
+
     def validators_for(self, url: str, path: str, on_disk: FileInfo | None) -> Record | None:
         """The record of ``url`` if its validators still describe the file on disk.
 
@@ -444,6 +617,13 @@ class State:
         return record if record is not None and record.describes(on_disk) else None
 
 
+def _record(row: tuple[Any, ...]) -> Record:
+    """A record from a row of ``State._columns`` (``written`` read as a bool)."""
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["written"] = bool(values["written"])
+    return Record(**values)
+
+
 def next_record(
     previous: Record | None,
     *,
@@ -462,9 +642,22 @@ def next_record(
     A failure keeps what was known of the file and its validators; an ``unchanged``
     that did not look at the disk (304, or a digest match: ``file`` is None) keeps the
     recorded file and takes any new validators; everything else records ``file``, the
-    file as it is now.
+    file as it is now. The file counts as ``written`` by fetcher if this job wrote it,
+    or if it is still the very file (size, mtime, digest) a write of fetcher's left.
     """
     info = file
+    same_path = previous is not None and previous.path == path
+    written = wrote or (
+        same_path
+        and previous is not None
+        and previous.written
+        and (
+            info is None
+            or outcome == "failed"
+            or (previous.size, previous.mtime_ns, previous.sha256)
+            == (info.size, info.mtime_ns, info.sha256 or None)
+        )
+    )
     if outcome == "failed" or info is None:
         if previous is not None and previous.path == path:
             info = (
@@ -491,4 +684,5 @@ def next_record(
         reason=reason,
         checked=now,
         changed=now if wrote else (previous.changed if previous else None),
+        written=written,
     )

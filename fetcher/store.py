@@ -39,12 +39,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import math
 import os
 import secrets
 import stat
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -104,6 +106,17 @@ class Snapshot:
 def _io_error(path: Path, action: str, exc: OSError) -> StoreError:
     why = exc.strerror or str(exc)
     return StoreError(f"cannot {action} {str(path)!r}: {why}", reason="io-error")
+
+
+@contextlib.contextmanager
+def _as_store_error(path: Path, action: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the block into a ``StoreError`` naming ``path`` and ``action``."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise _io_error(path, action, exc) from None
 
 
 def _not_regular(path: Path, mode: int) -> StoreError:
@@ -345,22 +358,20 @@ class Destination:
         if folder is None:
             return None
         try:
-            fd = os.open(names[-1], _READ_FLAGS, dir_fd=folder)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
-                raise _symlink(relpath, target) from None
-            raise _io_error(target, "read", exc) from None
+            fd = _open_to_read(folder, names[-1], relpath, target)
         finally:
             os.close(folder)
+        if fd is None:
+            return None
         try:
             return _read_described(fd, target)
         finally:
             os.close(fd)
 
     # -- writing ------------------------------------------------------------------------------
-    def write(self, relpath: str, data: bytes, *, mtime: float | None = None) -> FileInfo:
+    def write(
+        self, relpath: str, data: bytes, *, mtime: float | None = None, keep: str | None = None
+    ) -> FileInfo:
         """Replace the file at ``relpath`` with exactly ``data``, atomically and durably.
 
         Missing folders are created. The bytes go to a new temporary file in the final
@@ -378,6 +389,13 @@ class Destination:
         mtime : float, optional
             POSIX timestamp to set as the file's modification (and access) time, e.g. the
             origin's ``Last-Modified`` from ``parse_http_date``. None keeps the write time.
+        keep : str, optional
+            Where to keep the file being replaced, as a path below ``DEST/.fetcher``
+            (e.g. ``history/a/b.jpg/<time>.jpg``; see :mod:`fetcher.history`). Once the
+            new bytes are durable and before they replace the old file, the old file is
+            hard-linked there (copied, fsynced and renamed where links are not possible)
+            and that folder fsynced: at every moment the old bytes are at the target, at
+            ``keep``, or both. If keeping fails the target is left as it was.
 
         Returns
         -------
@@ -401,10 +419,206 @@ class Destination:
         mtime_ns = _mtime_ns(mtime)
         names = _names(relpath)
         target = self.path / relpath
+        keeper = None if keep is None else functools.partial(self._keep, keep, relpath)
         folder = self._folder(relpath, names, create=True)
         assert folder is not None  # create=True never returns None
         try:
-            return _write_in(folder, names[-1], relpath, target, data, mtime_ns)
+            return _write_in(folder, names[-1], relpath, target, data, mtime_ns, keeper)
+        finally:
+            os.close(folder)
+
+    # -- fetcher's own files: kept versions under DEST/.fetcher --------------------------------
+    def _keep(self, keep: str, relpath: str, folder: int, name: str) -> None:
+        """Keep the file ``name`` of ``folder`` at ``DEST/.fetcher/<keep>`` (nothing if absent).
+
+        A hard link where the filesystem allows one (the same inode: no copy, no
+        moment without the old bytes), else a copy written like any file (temporary
+        file, fsync, rename); then the folder it went to is fsynced.
+        """
+        names = _internal_names(keep)
+        shown = self.path / STATE_DIR / keep
+        into = self._folder(f"{STATE_DIR}/{keep}", names, create=True)
+        assert into is not None  # create=True never returns None
+        try:
+            with _as_store_error(shown, f"keep the replaced version of {_short(relpath)} as"):
+                try:
+                    os.link(
+                        name, names[-1], src_dir_fd=folder, dst_dir_fd=into, follow_symlinks=False
+                    )
+                except FileNotFoundError:
+                    return  # nothing there to keep
+                except OSError as exc:
+                    if exc.errno not in _NO_LINK:
+                        raise
+                    if not _copy_file(folder, name, into, names[-1], shown):
+                        return
+                else:
+                    kept = os.stat(names[-1], dir_fd=into, follow_symlinks=False)
+                    if not stat.S_ISREG(kept.st_mode):  # a link swapped in for the file
+                        os.unlink(names[-1], dir_fd=into)
+                        return
+                _fsync_folder(into)
+        finally:
+            os.close(into)
+
+    def remove(self, relpath: str, expect: FileInfo, *, keep: str, discard: bool) -> bool:
+        """Remove the file at ``relpath`` if its bytes are still exactly ``expect``.
+
+        The file is read through one descriptor and its size, mtime and SHA-256
+        compared with ``expect``; only if all three match is it renamed to
+        ``DEST/.fetcher/<keep>`` (copied there, then unlinked, if that is another
+        filesystem), and the renamed file checked to be the very file that was read
+        (same inode, size and mtime), else put back. With ``discard`` it is then
+        unlinked from there; otherwise it stays there (a kept version).
+
+        Returns
+        -------
+        bool
+            True if the file was removed; False if it is absent or not ``expect``.
+
+        Raises
+        ------
+        UnsafePathError, StoreError
+            As :meth:`read`, or the rename or unlink fails; or the file changed during
+            the removal and could not be put back (it is then at ``keep``, named).
+        """
+        names = _names(relpath)
+        target = self.path / relpath
+        folder = self._folder(relpath, names, create=False)
+        if folder is None:
+            return False
+        fd: int | None = None
+        try:
+            fd = _open_to_read(folder, names[-1], relpath, target)
+            if fd is None or _read_described(fd, target).info != expect:
+                return False
+            knames = _internal_names(keep)
+            into = self._folder(f"{STATE_DIR}/{keep}", knames, create=True)
+            assert into is not None
+            try:
+                with _as_store_error(target, "delete"):
+                    moved = _move_verified(folder, names[-1], into, knames[-1], fd, expect, target)
+                    if moved and discard:
+                        os.unlink(knames[-1], dir_fd=into)
+                        _fsync_folder(into)
+                return moved
+            finally:
+                os.close(into)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            os.close(folder)
+
+    def put_back(self, kept: str, relpath: str, *, keep: str | None = None) -> FileInfo:
+        """Move the file ``DEST/.fetcher/<kept>`` to ``relpath``, atomically replacing it.
+
+        The file there now, if any, is first kept at ``DEST/.fetcher/<keep>`` (as
+        :meth:`write` keeps a replaced file). The move is one ``rename`` (a copy
+        written like any file where ``kept`` is on another filesystem), then both
+        folders are fsynced.
+
+        Returns
+        -------
+        FileInfo
+            Size, mtime and SHA-256 of the file now at ``relpath``.
+
+        Raises
+        ------
+        UnsafePathError
+            A symbolic link at ``relpath`` or a folder on the way.
+        StoreError
+            ``kept`` does not exist or is not a regular file, ``relpath`` is not a
+            regular file, or the move fails (``relpath`` is then as it was).
+        """
+        knames = _internal_names(kept)
+        kshown = self.path / STATE_DIR / kept
+        kfolder = self._folder(f"{STATE_DIR}/{kept}", knames, create=False)
+        if kfolder is None:
+            raise StoreError(f"{str(kshown)!r} does not exist", reason="io-error")
+        try:
+            kfd = _open_to_read(kfolder, knames[-1], kept, kshown)
+            if kfd is None:
+                raise StoreError(f"{str(kshown)!r} does not exist", reason="io-error")
+            try:
+                snapshot = _read_described(kfd, kshown)
+            finally:
+                os.close(kfd)
+            if snapshot.info is None:
+                raise StoreError(f"{str(kshown)!r} changed while it was read", reason="io-error")
+            self._move_in(kfolder, knames[-1], relpath, snapshot, keep)
+            return snapshot.info
+        finally:
+            os.close(kfolder)
+
+    def _move_in(
+        self, kfolder: int, kname: str, relpath: str, snapshot: Snapshot, keep: str | None
+    ) -> None:
+        assert snapshot.info is not None
+        names = _names(relpath)
+        target = self.path / relpath
+        folder = self._folder(relpath, names, create=True)
+        assert folder is not None
+        try:
+            with _as_store_error(target, "restore"):
+                _regular_or_absent(folder, names[-1], relpath, target)
+                if keep is not None:
+                    self._keep(keep, relpath, folder, names[-1])
+                try:
+                    os.rename(kname, names[-1], src_dir_fd=kfolder, dst_dir_fd=folder)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    data, mtime_ns = snapshot.data, snapshot.info.mtime_ns
+                    _write_in(folder, names[-1], relpath, target, data, mtime_ns)
+                    os.unlink(kname, dir_fd=kfolder)
+                _fsync_folder(folder)
+                _fsync_folder(kfolder)
+        finally:
+            os.close(folder)
+
+    def listing(self, folder: str) -> Iterator[tuple[str, list[tuple[str, FileInfo]]]]:
+        """Walk ``DEST/.fetcher/<folder>`` (links not followed): each folder's regular files.
+
+        Yields ``(path, [(name, FileInfo), ...])`` per folder, top-down, ``path``
+        relative to ``DEST/.fetcher`` and ``sha256`` empty. Nothing if it is absent.
+        """
+        names = _internal_names(folder)
+        top = self._folder(f"{STATE_DIR}/{folder}", [*names, ""], create=False)
+        if top is None:
+            return
+        try:
+            for where, _dirs, files, fd in os.fwalk(".", dir_fd=top):
+                found = []
+                for name in sorted(files):
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        if stat.S_ISREG(st.st_mode):
+                            found.append((name, FileInfo(st.st_size, st.st_mtime_ns, "")))
+                yield (folder if where == "." else f"{folder}/{where[2:]}"), found
+        except OSError as exc:
+            raise _io_error(self.path / STATE_DIR / folder, "list", exc) from None
+        finally:
+            os.close(top)
+
+    def discard(self, path: str) -> bool:
+        """Unlink the regular file ``DEST/.fetcher/<path>``; False if it is not there."""
+        shown = self.path / STATE_DIR / path
+        return self._in_folder_of(
+            path, lambda folder, name: bool(_remove_regular(folder, name, shown, "remove"))
+        )
+
+    def tidy(self, folder: str) -> bool:
+        """Remove the folder ``DEST/.fetcher/<folder>`` if it is empty; True if removed."""
+        return self._in_folder_of(folder, _remove_if_empty)
+
+    def _in_folder_of(self, path: str, act: Callable[[int, str], bool]) -> bool:
+        """``act(folder, name)`` on ``DEST/.fetcher/<path>``'s folder; False if it is absent."""
+        names = _internal_names(path)
+        folder = self._folder(f"{STATE_DIR}/{path}", names, create=False)
+        if folder is None:
+            return False
+        try:
+            return act(folder, names[-1])
         finally:
             os.close(folder)
 
@@ -436,7 +650,7 @@ class Destination:
                 dirs.remove(STATE_DIR)
             for name in files:
                 if name.startswith(TEMP_PREFIX):
-                    removed += _remove_temporary(folder, name, self.path / top / name)
+                    removed += _remove_regular(folder, name, self.path / top / name)
         return removed
 
     def check(self) -> None:
@@ -466,6 +680,105 @@ def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
+#: link() errors that mean "this filesystem (or this file's owner) allows no hard link here".
+_NO_LINK = frozenset(
+    {errno.EXDEV, errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK}
+)
+
+
+def _internal_names(path: str) -> list[str]:
+    """``DEST/.fetcher/<path>`` as names from the destination; refuse any that could leave it."""
+    names = path.split("/")
+    for name in names:
+        if name in ("", ".", "..") or "\x00" in name:
+            raise UnsafePathError(f"path {_short(path)} is refused: bad name {name!r}")
+    return [STATE_DIR, *names]
+
+
+def _remove_if_empty(folder: int, name: str) -> bool:
+    try:
+        os.rmdir(name, dir_fd=folder)
+    except OSError:
+        return False  # not empty, not there, or not a folder: leave it
+    return True
+
+
+def _open_to_read(folder: int, name: str, relpath: str, target: Path) -> int | None:
+    """Open ``name`` in ``folder`` for reading, never following a link; None if absent."""
+    try:
+        return os.open(name, _READ_FLAGS, dir_fd=folder)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+            raise _symlink(relpath, target) from None
+        raise _io_error(target, "read", exc) from None
+
+
+def _copy_file(folder: int, name: str, into: int, to: str, shown: Path) -> bool:
+    """Copy ``name`` of ``folder`` to ``to`` of ``into`` (mtime kept); False if it is absent."""
+    fd = _open_to_read(folder, name, to, shown)
+    if fd is None:
+        return False
+    try:
+        snapshot = _read_described(fd, shown)  # a non-regular file is refused here
+        mtime_ns = snapshot.info.mtime_ns if snapshot.info else os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+    _write_in(into, to, to, shown, snapshot.data, mtime_ns)
+    return True
+
+
+def _move_verified(
+    folder: int, name: str, into: int, to: str, fd: int, expect: FileInfo, target: Path
+) -> bool:
+    """Move ``name`` (read and checked through ``fd``) to ``to``; put it back if it changed.
+
+    Returns True once the very file read through ``fd``, unchanged, is at ``to`` and
+    no longer at ``name``; False if it changed between the check and the move.
+    """
+    held = os.fstat(fd)
+    try:
+        os.rename(name, to, src_dir_fd=folder, dst_dir_fd=into)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another filesystem: copy the checked bytes there, then unlink the file if it is
+        # still the one checked.
+        os.lseek(fd, 0, os.SEEK_SET)
+        snapshot = _read_described(fd, target)
+        if snapshot.info != expect:
+            return False
+        _write_in(into, to, to, target, snapshot.data, expect.mtime_ns)
+        if _identity(os.stat(name, dir_fd=folder, follow_symlinks=False)) != _identity(held):
+            os.unlink(to, dir_fd=into)
+            return False
+        os.unlink(name, dir_fd=folder)
+        _fsync_folder(folder)
+        return True
+    moved = os.stat(to, dir_fd=into, follow_symlinks=False)
+    now = os.fstat(fd)
+    if _identity(moved) == _identity(held) and (now.st_size, now.st_mtime_ns) == (
+        expect.size,
+        expect.mtime_ns,
+    ):
+        _fsync_folder(folder)
+        _fsync_folder(into)
+        return True
+    # Replaced or written to between the check and the rename: put it back.
+    try:
+        os.link(to, name, src_dir_fd=into, dst_dir_fd=folder, follow_symlinks=False)
+    except FileExistsError:
+        raise StoreError(
+            f"{str(target)!r} changed while it was being deleted and a new file took its "
+            "place; the changed file is kept in fetcher's history",
+            reason="io-error",
+        ) from None
+    os.unlink(to, dir_fd=into)
+    _fsync_folder(folder)
+    return False
+
+
 def _read_described(fd: int, target: Path) -> Snapshot:
     """Read all of ``fd``; describe the bytes by ``fstat`` before and after reading."""
     try:
@@ -486,21 +799,37 @@ def _read_described(fd: int, target: Path) -> Snapshot:
     return Snapshot(data, FileInfo(size=after.st_size, mtime_ns=after.st_mtime_ns, sha256=digest))
 
 
+def _regular_or_absent(folder: int, name: str, relpath: str, target: Path) -> os.stat_result | None:
+    """``lstat`` of ``name`` in ``folder``: None if absent; a link or non-regular file refused."""
+    try:
+        old = os.stat(name, dir_fd=folder, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(old.st_mode):
+        raise _symlink(relpath, target)
+    if not stat.S_ISREG(old.st_mode):
+        raise _not_regular(target, old.st_mode)
+    return old
+
+
 def _write_in(
-    folder: int, name: str, relpath: str, target: Path, data: bytes, mtime_ns: int | None
+    folder: int,
+    name: str,
+    relpath: str,
+    target: Path,
+    data: bytes,
+    mtime_ns: int | None,
+    keeper: Callable[[int, str], None] | None = None,
 ) -> FileInfo:
-    """The write itself, every call relative to the final folder's descriptor."""
+    """The write itself, every call relative to the final folder's descriptor.
+
+    ``keeper(folder, name)``, if given, keeps the old file elsewhere once the new bytes
+    are durable, just before they replace it.
+    """
     temp: str | None = None
     fd = -1
     try:
-        try:
-            old = os.stat(name, dir_fd=folder, follow_symlinks=False)
-        except FileNotFoundError:
-            old = None
-        if old is not None and stat.S_ISLNK(old.st_mode):
-            raise _symlink(relpath, target)
-        if old is not None and not stat.S_ISREG(old.st_mode):
-            raise _not_regular(target, old.st_mode)
+        old = _regular_or_absent(folder, name, relpath, target)
         temp, fd = _create_temp(folder)
         if old is not None:
             os.fchmod(fd, stat.S_IMODE(old.st_mode))
@@ -511,6 +840,8 @@ def _write_in(
         written = os.fstat(fd)
         os.close(fd)
         fd = -1
+        if keeper is not None:
+            keeper(folder, name)
         os.replace(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
         temp = None
         _fsync_folder(folder)
@@ -532,7 +863,9 @@ def _write_in(
     )
 
 
-def _remove_temporary(folder: int, name: str, shown: Path) -> int:
+def _remove_regular(
+    folder: int, name: str, shown: Path, action: str = "remove stale temporary file"
+) -> int:
     """Unlink the regular file ``name`` in ``folder``: 1 if removed, 0 if not there or not one."""
     try:
         if not stat.S_ISREG(os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode):
@@ -541,7 +874,7 @@ def _remove_temporary(folder: int, name: str, shown: Path) -> int:
     except FileNotFoundError:
         return 0
     except OSError as exc:
-        raise _io_error(shown, "remove stale temporary file", exc) from None
+        raise _io_error(shown, action, exc) from None
     return 1
 
 

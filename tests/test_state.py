@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from fetcher.errors import StateError
-from fetcher.state import BATCH_SIZE, SCHEMA_VERSION, Record, State
+from fetcher.state import BATCH_SIZE, SCHEMA_VERSION, Record, State, next_record
 from fetcher.store import Destination, FileInfo
 
 
@@ -201,9 +201,11 @@ def test_a_schema_1_state_is_migrated_keeping_every_record(db: Path) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.executescript(SCHEMA_1)
-    old = [record(n) for n in range(5)]
+    # last outcome "new": the record describes the file that run wrote (``written``)
+    old = [record(n, written=True) for n in range(5)]
     conn.executemany(
-        f"INSERT INTO records VALUES ({', '.join('?' * 11)})", map(dataclasses.astuple, old)
+        f"INSERT INTO records VALUES ({', '.join('?' * 11)})",
+        [dataclasses.astuple(r)[:11] for r in old],
     )
     conn.close()
     with State.open(db, readonly=True) as peek:  # a dry run reads schema 1 as it is
@@ -216,6 +218,103 @@ def test_a_schema_1_state_is_migrated_keeping_every_record(db: Path) -> None:
         assert state.get(old[0].url, old[0].path) == old[0]
         assert state.get(old[0].url, "second/0.png") == record(0, path="second/0.png")
     assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_schema_2_state_is_migrated_and_written_is_set_only_where_it_is_known(
+    db: Path,
+) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(
+        SCHEMA_1.replace("url TEXT PRIMARY KEY NOT NULL", "url TEXT NOT NULL")
+        .replace("changed REAL\n", "changed REAL, PRIMARY KEY (url, path)\n")
+        .replace("user_version = 1", "user_version = 2")
+    )
+    wrote = record(1, outcome="changed", reason="dissimilar")  # describes what that run wrote
+    found = record(2, outcome="unchanged", reason="identical-pixels")  # found, never written
+    kept = record(3, outcome="unchanged", reason="not-modified")  # unknown: counted as not
+    conn.executemany(
+        f"INSERT INTO records VALUES ({', '.join('?' * 11)})",
+        [dataclasses.astuple(r)[:11] for r in (wrote, found, kept)],
+    )
+    conn.close()
+    with State.open(db, readonly=True) as peek:  # a dry run reads schema 2 as migrated
+        assert peek.get(wrote.url, wrote.path) == dataclasses.replace(wrote, written=True)
+    with State.open(db) as state:
+        assert state.get(wrote.url, wrote.path) == dataclasses.replace(wrote, written=True)
+        assert state.get(found.url, found.path) == found
+        assert state.get(kept.url, kept.path) == kept
+    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+WRITTEN = FileInfo(10, 111, "a" * 64)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "file", "wrote", "written"),
+    [
+        ("changed", FileInfo(12, 222, "b" * 64), True, True),  # fetcher wrote it now
+        ("unchanged", None, False, True),  # a 304: the written file is still there
+        ("failed", None, False, True),  # a failure changes nothing
+        ("unchanged", WRITTEN, False, True),  # read from disk: still the file it wrote
+        ("unchanged", FileInfo(10, 999, "a" * 64), False, False),  # touched since
+        ("unchanged", FileInfo(10, 111, "c" * 64), False, False),  # other bytes, same stat
+    ],
+)
+def test_next_record_says_written_only_of_the_file_fetcher_wrote(
+    outcome: str, file: FileInfo | None, wrote: bool, written: bool
+) -> None:
+    previous = record(1, size=10, mtime_ns=111, sha256="a" * 64, written=True)
+    args = {"url": previous.url, "outcome": outcome, "reason": "r", "etag": None}
+    after = next_record(
+        previous, path=previous.path, last_modified=None, file=file, wrote=wrote, now=5.0, **args
+    )
+    assert after.written is written
+    never = dataclasses.replace(previous, written=False)  # a file fetcher only ever found
+    after = next_record(
+        never, path=previous.path, last_modified=None, file=file, wrote=wrote, now=5.0, **args
+    )
+    assert after.written is wrote
+    moved = next_record(  # a record of another path says nothing of this one
+        previous, path="elsewhere.png", last_modified=None, file=file, wrote=wrote, now=5.0, **args
+    )
+    assert moved.written is wrote
+
+
+def test_listing_finds_unlisted_records_and_paths_another_entry_uses(db: Path) -> None:
+    with State.open(db) as state:
+        for n in range(4):
+            state.put(record(n))
+        state.put(record(9, path="Example.org/img/1.png"))  # the path of entry 1, other case
+        state.begin_listing()
+        state.listed(record(0).url, record(0).path, record(0).path.casefold())
+        state.listed(record(1).url, record(1).path, record(1).path.casefold())
+        got = {(r.url, r.path): used for r, used in state.unlisted()}
+        assert got == {
+            (record(2).url, record(2).path): False,
+            (record(3).url, record(3).path): False,
+            (record(9).url, "Example.org/img/1.png"): True,
+        }
+        state.forget(record(2).url, record(2).path)
+        state.forget_now()
+    with State.open(db) as state:
+        assert state.get(record(2).url, record(2).path) is None
+        assert state.get(record(3).url, record(3).path) == record(3)
+
+
+def test_restored_describes_the_restored_file_and_keeps_the_validators(db: Path) -> None:
+    with State.open(db) as state:
+        state.put(record(1, written=True))
+        state.put(record(2, path=record(1).path, written=True))  # another URL, the same path
+        state.put(record(3))
+        assert state.restored(record(1).path, FileInfo(5, 6, "f" * 64), now=7.0) == 2
+        after = state.get(record(1).url, record(1).path)
+        assert after is not None
+        assert (after.size, after.mtime_ns, after.sha256, after.written) == (5, 6, "f" * 64, False)
+        assert (after.etag, after.last_modified) == (record(1).etag, record(1).last_modified)
+        assert (after.reason, after.changed) == ("restored", 7.0)
+        assert state.get(record(3).url, record(3).path) == record(3)
 
 
 def test_zero_byte_file_is_initialised(db: Path) -> None:

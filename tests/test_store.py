@@ -715,3 +715,58 @@ def test_parse_http_date_bad(value: str) -> None:
 def test_parse_http_date_never_raises(value: str) -> None:
     result = parse_http_date(value)
     assert result is None or isinstance(result, float)
+
+
+# -- removing a file only if it is still the one fetcher wrote (--delete) ------------------------
+def _written(tmp_path: Path, data: bytes = b"fetcher wrote this") -> tuple[Destination, FileInfo]:
+    (tmp_path / "d").mkdir(exist_ok=True)
+    dest = Destination.open(tmp_path / "d")
+    return dest, dest.write("x/y.png", data)
+
+
+def test_remove_deletes_only_the_exact_bytes_and_keeps_them_when_asked(tmp_path: Path) -> None:
+    dest, info = _written(tmp_path)
+    with dest:
+        other = FileInfo(info.size, info.mtime_ns, "0" * 64)
+        assert dest.remove("x/y.png", other, keep="history/x/y.png/v", discard=True) is False
+        assert (tmp_path / "d/x/y.png").exists()
+        assert dest.remove("x/y.png", info, keep="history/x/y.png/v", discard=False) is True
+        assert not (tmp_path / "d/x/y.png").exists()
+        assert (tmp_path / "d/.fetcher/history/x/y.png/v").read_bytes() == b"fetcher wrote this"
+        assert dest.remove("x/y.png", info, keep="history/x/y.png/w", discard=True) is False
+
+
+def test_remove_puts_back_a_file_swapped_in_between_the_check_and_the_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest, info = _written(tmp_path)
+    target = tmp_path / "d/x/y.png"
+    real_rename = os.rename
+
+    def swap_first(src: Any, dst: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(os, "rename", real_rename)
+        target.with_name("new").write_bytes(b"a hand put this here")
+        real_rename(target.with_name("new"), target)  # someone replaces the file just now
+        real_rename(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "rename", swap_first)
+    with dest:
+        assert dest.remove("x/y.png", info, keep="history/x/y.png/v", discard=True) is False
+    assert target.read_bytes() == b"a hand put this here"
+    assert not (tmp_path / "d/.fetcher/history/x/y.png/v").exists()
+
+
+def test_remove_across_filesystems_copies_then_unlinks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dest, info = _written(tmp_path)
+
+    def cross_device(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "rename", cross_device)
+    with dest:
+        assert dest.remove("x/y.png", info, keep="history/x/y.png/v", discard=False) is True
+    assert not (tmp_path / "d/x/y.png").exists()
+    kept = tmp_path / "d/.fetcher/history/x/y.png/v"
+    assert (kept.read_bytes(), kept.stat().st_mtime_ns) == (b"fetcher wrote this", info.mtime_ns)
