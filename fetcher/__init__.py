@@ -21,6 +21,7 @@ from .errors import (
     UnsafePathError,
     UrlError,
 )
+from .history import restore
 from .htmlreport import HtmlReport
 from .mirror import sync, sync_one
 from .report import Report, ReportWriter, Result
@@ -56,6 +57,7 @@ __all__ = [
     "__version__",
     "compare",
     "load_config",
+    "restore",
     "sync",
     "sync_one",
 ]

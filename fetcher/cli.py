@@ -10,12 +10,16 @@ import signal
 import stat
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from . import __version__
 from .config import Config, load_config
 from .errors import FetcherError
+from .report import format_bytes
 
 if TYPE_CHECKING:
     from .htmlreport import HtmlReport
@@ -159,11 +163,53 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="store_true", help="print every URL's result")
     syn.add_argument("--no-progress", action="store_true", help="no progress bar")
     syn.add_argument(
+        "--keep",
+        type=_count,
+        metavar="N",
+        help="keep the last N replaced versions of each file in DEST/.fetcher/history",
+    )
+    syn.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the files fetcher wrote for URLs no longer in the list",
+    )
+    syn.add_argument(
+        "--metrics",
+        metavar="FILE",
+        help="write the run's figures for node_exporter's textfile collector (FILE.prom)",
+    )
+    syn.add_argument(
         "--scheduler",
         metavar="ADDR",
         help="run on a Dask cluster: tcp://HOST:PORT, or 'local' for one on this machine",
     )
     syn.set_defaults(handler=_cmd_sync)
+
+    rst = sub.add_parser(
+        "restore",
+        help="put a kept old version of a file back",
+        description="Put back a version that [sync] keep / --keep kept in "
+        "DEST/.fetcher/history, atomically, keeping the file it replaces as a version "
+        "too, and record it in the state (the next run keeps it unless the origin "
+        "publishes something new). Exit status: 0 done, 2 trouble.",
+    )
+    rst.add_argument(
+        "path",
+        metavar="PATH",
+        help="the file: relative to --dest if given, else its path (DEST is the nearest "
+        "folder above it holding .fetcher/)",
+    )
+    rst.add_argument(
+        "--version",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="which version: 1 the most recently replaced (default), 2 the one before...",
+    )
+    rst.add_argument("--dest", metavar="DIR", help="the destination folder")
+    rst.add_argument("--list", action="store_true", help="list the kept versions, restore none")
+    rst.add_argument("--config", metavar="FILE", help="TOML config file ([sync] keep, state)")
+    rst.set_defaults(handler=_cmd_restore)
 
     demo = sub.add_parser(
         "demo",
@@ -176,6 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
     return parser
+
+
+def _count(text: str) -> int:
+    """An integer >= 0 for a flag (argparse names the flag when this raises)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,14 +330,51 @@ def _compare_page(args: argparse.Namespace, result: Any, config: Config) -> None
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
+    """``fetcher sync``, and its metrics file (``--metrics``) whatever the exit status."""
+    from .report import Report
+
+    started = time.monotonic()
+    ran: list[Report] = []
+    metrics: str | None = args.metrics
+    status = EXIT_TROUBLE
+    try:
+        config = _load(
+            args,
+            sync={"workers": args.workers, "scheduler": args.scheduler, "keep": args.keep},
+            report={"html": args.html, "metrics": args.metrics},
+        )
+        metrics = config.report.metrics or None
+        status = _sync(args, config, ran)
+        return status
+    except KeyboardInterrupt:
+        status = EXIT_INTERRUPTED
+        raise
+    except BrokenPipeError:
+        status = EXIT_PIPE_CLOSED
+        raise
+    finally:
+        if metrics:
+            _write_metrics(metrics, args, ran, status, time.monotonic() - started)
+
+
+def _write_metrics(
+    path: str, args: argparse.Namespace, ran: list[Any], status: int, duration: float
+) -> None:
+    from .metrics import record_run
+
+    report = ran[0] if ran else None
+    try:
+        record_run(
+            path, args.dest, report, exit_status=status, duration=duration, dry_run=args.dry_run
+        )
+    except FetcherError as exc:
+        _error(str(exc))
+
+
+def _sync(args: argparse.Namespace, config: Config, ran: list[Any]) -> int:
     from .mirror import sync
     from .report import Progress, ReportFile, ReportWriter, Result
 
-    config = _load(
-        args,
-        sync={"workers": args.workers, "scheduler": args.scheduler},
-        report={"html": args.html},
-    )
     to_stdout = args.report == "-"
     out = sys.stderr if to_stdout else sys.stdout
     terminal = sys.stderr.isatty()
@@ -312,7 +413,7 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 console.line(f"fetcher: {_failure_line(result)}", sys.stderr)
                 if args.verbose and result.traceback:
                     console.line(result.traceback.rstrip(), sys.stderr)
-            elif args.verbose:
+            elif args.verbose or (result.outcome == "deleted" and args.dry_run):
                 extra = f" ({result.detail})" if result.detail else ""
                 console.line(f"{result.outcome:9} {result.reason:16} {result.path}{extra}", out)
 
@@ -330,7 +431,9 @@ def _cmd_sync(args: argparse.Namespace) -> int:
                 on_result=show,
                 progress=bar,
                 thumbnails=config.report.html_max if html is not None else 0,
+                delete=args.delete,
             )
+            ran.append(report)
         finally:
             bar.close()  # the run closed it, unless it never started (e.g. locked out)
             console.running = console.bar = False
@@ -341,6 +444,8 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     if not args.quiet:
         summary = report.summary_table() if terminal and out.isatty() else report.summary_line()
         console.line(summary, out)
+    if report.not_deleted is not None:
+        console.line(f"fetcher: --delete deleted nothing: {report.not_deleted}", sys.stderr)
     if report.interrupted and not console.closed:
         _error("interrupted; finished writes kept, state and report flushed")
     return EXIT_PIPE_CLOSED if console.closed else report.exit_code
@@ -383,6 +488,40 @@ def _failure_line(result: Any) -> str:
     if result.url and result.url not in message:
         message = f"{result.url}: {message}"
     return f"line {result.line}: {message}" if result.line else message
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from .history import History, find_destination, restore
+    from .store import Destination
+
+    config = _load(args)
+    if args.dest:
+        dest, relpath = Path(args.dest), args.path
+    else:
+        dest, relpath = find_destination(args.path)
+    if args.list:
+        with Destination.open(dest) as root:
+            versions = History(root, config.sync.keep).versions(relpath)
+        print(f"{relpath}: {len(versions)} kept version(s), newest first")
+        for v in versions:
+            size = format_bytes(v.size)
+            print(f"  {v.number:3}  replaced {_when(v.replaced)}  {size:>9}  .fetcher/{v.path}")
+        return EXIT_OK
+    done = restore(dest, relpath, version=args.version, config=config)
+    print(
+        f"restored {relpath} from version {done.version.number} (replaced "
+        f"{_when(done.version.replaced)}); the file it replaced is now version 1"
+    )
+    if not done.records:
+        print(
+            f"note: the state has no record of {relpath}: the next run fetches its URL in full "
+            "and compares it with the restored file"
+        )
+    return EXIT_OK
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -48,6 +48,9 @@ class SyncConfig:
     processes: bool = True
     remote_time: bool = True
     scheduler: str = field(default="", metadata={"want": 'empty, "local" or tcp://HOST:PORT'})
+    keep: int = field(
+        default=0, metadata={"check": _non_negative, "want": "an integer >= 0 (0: keep none)"}
+    )
 
 
 @dataclass(frozen=True)
@@ -99,10 +102,11 @@ class CompareConfig:
 
 @dataclass(frozen=True)
 class ReportConfig:
-    """``[report]``: what a run leaves for people to read."""
+    """``[report]``: what a run leaves behind besides the files, for people and for monitoring."""
 
     html: str = field(default="", metadata={"want": "a path (empty: no HTML report)"})
     html_max: int = field(default=500, metadata={"check": _non_negative, "want": "an integer >= 0"})
+    metrics: str = field(default="", metadata={"want": "a path (empty: no metrics file)"})
 
 
 @dataclass(frozen=True)

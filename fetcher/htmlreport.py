@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING
 
 from .config import CompareConfig
-from .report import OUTCOMES, Report, ReportFile, Result, TextSink, format_bytes
+from .report import Report, ReportFile, Result, TextSink, format_bytes
 
 if TYPE_CHECKING:
     from .comparison import Comparison
@@ -526,7 +526,7 @@ class HtmlReport:
                 '<p class="banner">interrupted: this page shows the URLs finished before it</p>\n'
             )
         rows = ["<tr><th>outcome</th><th>count</th><th>by reason</th></tr>"]
-        for outcome in OUTCOMES:
+        for outcome in report.shown_outcomes():
             reasons = report.reasons.get(outcome, Counter())
             chips = "".join(
                 f'<span class="chip">{_e(r)} {n}</span>' for r, n in reasons.most_common()

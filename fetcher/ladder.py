@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .config import CompareConfig, Config
 from .errors import FetcherError
+from .history import History
 from .http import Fetcher, Validators
 from .report import Result
 from .state import Record
@@ -254,7 +255,11 @@ def _descend(
         mtime = None
         if config.sync.remote_time and response.last_modified:
             mtime = parse_http_date(response.last_modified)
-        return done(result, root.write(job.path, body, mtime=mtime), wrote=True)
+        if config.sync.keep > 0 and old is not None:  # kept in DEST/.fetcher/history
+            written = History(root, config.sync.keep).write(job.path, body, mtime=mtime)
+        else:
+            written = root.write(job.path, body, mtime=mtime)
+        return done(result, written, wrote=True)
     except FetcherError as exc:
         return _failed(job, exc, started, status)
 

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 
 from .config import Config
 from .errors import FetcherError, StoreError
+from .history import History
 from .http import Fetcher
 from .ladder import Job, _failed, _internal, run_job
 from .paths import STATE_DIR
 from .report import Progress, Report, ReportWriter, Result
 from .runner import cluster_executor, run
-from .state import State
+from .stale import Listing, delete_unlisted
+from .state import STATE_FILE, State
 from .store import Destination, DestinationLock
 from .urllist import BadLine, Entry, read_entries, validate_url
 
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
     import requests
 
 __all__ = ["sync", "sync_one"]
-
-STATE_FILE = "state.sqlite3"
 
 
 def sync_one(
@@ -126,6 +126,7 @@ def sync(
     on_result: Callable[[Result], None] | None = None,
     progress: bool | Progress = False,
     thumbnails: int = 0,
+    delete: bool = False,
 ) -> Report:
     """Mirror a URL list into ``dest``, writing only what changed.
 
@@ -161,6 +162,9 @@ def sync(
         The first this many ``new`` and as many ``changed`` results carry their pictures
         (``Result.visual``: thumbnails of the old and new image and the diff map, made
         when the decision is made), e.g. for :class:`fetcher.htmlreport.HtmlReport`.
+    delete : bool
+        After the run, delete the files fetcher wrote for URLs the list no longer
+        names (see :mod:`fetcher.stale`); with ``dry_run``, only report them.
 
     Returns
     -------
@@ -194,8 +198,10 @@ def sync(
         with State.open(state_path, timeout=config.sync.state_timeout) as state:
             if writer is not None:
                 writer.start()  # the report is touched only now, the lock held
+            entries = _while_in_place(_entries(urls, config.sync.layout), root)
+            listing = Listing(state) if delete else None
             run(
-                _while_in_place(_entries(urls, config.sync.layout), root),
+                entries if listing is None else listing.track(entries),
                 root,
                 config,
                 state,
@@ -209,4 +215,43 @@ def sync(
                 progress=progress,
                 thumbnails=thumbnails,
             )
+            if listing is not None:
+                _delete(root, state, listing, outcome_report, config, dry_run, writer, on_result)
+            _measure_history(root, config, outcome_report, dry_run=dry_run)
     return outcome_report.finish()
+
+
+def _delete(
+    root: Destination,
+    state: State,
+    listing: Listing,
+    report: Report,
+    config: Config,
+    dry_run: bool,
+    writer: ReportWriter | None,
+    on_result: Callable[[Result], None] | None,
+) -> None:
+    """``--delete`` after the run: the files of URLs no longer listed, if that is safe."""
+    report.not_deleted = listing.refusal(report)
+    if report.not_deleted is not None:
+        return
+
+    def record(result: Result) -> None:
+        report.add(result)
+        if writer is not None:
+            writer.write(result)
+        if on_result is not None:
+            on_result(result)
+
+    try:
+        delete_unlisted(root, state, keep=config.sync.keep, dry_run=dry_run, record=record)
+    except KeyboardInterrupt:
+        report.interrupted = True  # what was deleted is recorded; the rest waits for next run
+
+
+def _measure_history(root: Destination, config: Config, report: Report, *, dry_run: bool) -> None:
+    """The history's size for the summary; versions beyond ``[sync] keep`` are pruned first."""
+    keep = config.sync.keep
+    usage = History(root, keep).usage(prune=keep > 0 and not dry_run)
+    if keep > 0 or usage.files:
+        report.history = (usage.files, usage.bytes)

@@ -32,7 +32,9 @@ __all__ = [
     "format_bytes",
 ]
 
-OUTCOMES = ("new", "changed", "unchanged", "failed")
+OUTCOMES = ("new", "changed", "unchanged", "failed", "deleted")
+#: Outcomes the summary names even when none occurred (``deleted`` only with ``--delete``).
+_ALWAYS_SHOWN = OUTCOMES[:4]
 
 #: Report fields, in the order DESIGN.md lists them, written for every URL.
 REPORT_FIELDS = (
@@ -63,7 +65,8 @@ class Result:
     path : str
         Destination relative to the destination folder ('' when none could be derived).
     outcome : str
-        ``new``, ``changed``, ``unchanged`` or ``failed``.
+        ``new``, ``changed``, ``unchanged`` or ``failed``; ``deleted`` for a file that
+        ``--delete`` removed (its URL is no longer listed: reason ``not-listed``).
     reason : str
         The rung that decided (``not-modified``, ``identical-bytes``, ``similar``,
         ``dissimilar``, ``http-404``, ``not-an-image``, ...).
@@ -176,6 +179,10 @@ class Report:
     elapsed: float = 0.0
     interrupted: bool = False
     dry_run: bool = False
+    #: Files and bytes kept in ``DEST/.fetcher/history`` after the run (None: no history).
+    history: tuple[int, int] | None = None
+    #: With ``--delete``: why nothing was deleted this run (None: deleting went ahead).
+    not_deleted: str | None = None
     _started: float = field(default_factory=time.monotonic, repr=False)
     _paths: dict[str, PathSpool] = field(
         default_factory=lambda: {"new": PathSpool(), "changed": PathSpool()},
@@ -212,7 +219,7 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 every URL ended new/changed/unchanged, 1 at least one failed, 130 interrupted."""
+        """0 every URL ended new/changed/unchanged (or deleted), 1 one failed, 130 interrupted."""
         if self.interrupted:
             return 130
         return 1 if self.counts["failed"] else 0
@@ -220,13 +227,14 @@ class Report:
     def summary_line(self) -> str:
         """One line for cron: ``new 3, changed 1, unchanged 120 (not-modified 118, ...) ...``."""
         parts = []
-        for outcome in OUTCOMES:
+        for outcome in self.shown_outcomes():
             text = f"{outcome} {self.counts[outcome]}"
             reasons = self.reasons.get(outcome)
             if reasons and outcome in ("unchanged", "failed"):
                 text += " (" + ", ".join(f"{r} {n}" for r, n in reasons.most_common()) + ")"
             parts.append(text)
         line = ", ".join(parts) + f", {format_bytes(self.bytes)} in {self.elapsed:.1f} s"
+        line += self._history_text()
         if self.dry_run:
             line += " (dry run: nothing written)"
         if self.interrupted:
@@ -236,7 +244,7 @@ class Report:
     def summary_table(self) -> str:
         """A small table for a terminal: outcome, count, reasons."""
         rows = [("outcome", "count", "reasons")]
-        for outcome in OUTCOMES:
+        for outcome in self.shown_outcomes():
             reasons = self.reasons.get(outcome, Counter())
             rows.append(
                 (
@@ -249,6 +257,7 @@ class Report:
         width1 = max(len(r[1]) for r in rows)
         lines = [f"{a:<{width0}}  {b:>{width1}}  {c}".rstrip() for a, b, c in rows]
         tail = f"{self.total} URLs, {format_bytes(self.bytes)} in {self.elapsed:.1f} s"
+        tail += self._history_text()
         if self.dry_run:
             tail += " (dry run: nothing written)"
         if self.interrupted:
@@ -266,6 +275,16 @@ class Report:
                 if spool.count > show:
                     lines.append(f"  … and {spool.count - show} more")
         return lines
+
+    def shown_outcomes(self) -> tuple[str, ...]:
+        """The outcomes a summary names: all but ``deleted``, and that one when it occurred."""
+        return tuple(o for o in OUTCOMES if o in _ALWAYS_SHOWN or self.counts[o])
+
+    def _history_text(self) -> str:
+        if self.history is None:
+            return ""
+        files, size = self.history
+        return f", history {files} file{'' if files == 1 else 's'} {format_bytes(size)}"
 
 
 def format_bytes(n: float) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import strategies as st
+from origin import Origin
 from PIL import Image
 
 RNG = np.random.default_rng(20261125)
@@ -78,6 +79,13 @@ def swapping_for_a_link(folder: Path, outside: Path) -> Iterator[list[int]]:
         stop.set()
         thread.join(timeout=60)
         assert not thread.is_alive(), "the swapper thread did not stop"
+
+
+@pytest.fixture
+def origin() -> Iterator[Origin]:
+    """A loopback origin (``tests/origin.py``) serving for the test's duration."""
+    with Origin() as served:
+        yield served
 
 
 @pytest.fixture

@@ -153,11 +153,26 @@ def test_summary_line_marks_dry_runs_and_interruptions() -> None:
     assert Report(interrupted=True).summary_line().endswith("0 B in 0.0 s (interrupted)")
 
 
+def test_deleted_files_and_the_history_size_show_only_when_there_are_some() -> None:
+    report = Report(elapsed=0.04)
+    report.add(result("new", "new", 0))
+    report.add(Result(url="u", path="gone.png", outcome="deleted", reason="not-listed"))
+    report.history = (3, 2500)
+    assert report.summary_line() == (
+        "new 1, changed 0, unchanged 0, failed 0, deleted 1, 0 B in 0.0 s, history 3 files 2.5 kB"
+    )
+    assert report.exit_code == 0
+    table = report.summary_table().splitlines()
+    at = next(n for n, row in enumerate(table) if row.startswith("deleted"))
+    assert table[at].split() == ["deleted", "1", "not-listed", "1"]
+    assert table[at + 1].endswith(", history 3 files 2.5 kB")  # the line after the counts
+
+
 def test_summary_table() -> None:
     lines = nightly().summary_table().splitlines()
     assert lines[0].split() == ["outcome", "count", "reasons"]
     rows = {line.split()[0]: line for line in lines[1:5]}
-    assert list(rows) == list(OUTCOMES)
+    assert list(rows) == list(OUTCOMES[:4])  # "deleted" only when --delete deleted some
     assert rows["unchanged"].split(None, 2) == ["unchanged", "120", "not-modified 118, similar 2"]
     assert rows["failed"].split() == ["failed", "0"]
     # counts right-aligned in one column

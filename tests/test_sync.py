@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,12 +200,6 @@ class Mirror:
     def file(self, run: Run, path: str) -> Path:
         """The file the report says ``path``'s URL was mirrored to."""
         return self.dest / str(run.by_url[self.url(path)]["path"])
-
-
-@pytest.fixture
-def origin() -> Iterator[Origin]:
-    with Origin() as served:
-        yield served
 
 
 @pytest.fixture
