@@ -85,6 +85,7 @@ h2 .n, h3 .n { color: var(--muted); font-weight: normal; }
 table { border-collapse: collapse; }
 .counts td, .counts th { padding: 5px 14px 5px 0; text-align: left; vertical-align: top;
   border-bottom: 1px solid var(--line); }
+.counts td:first-child { white-space: nowrap; }
 .counts td.num { text-align: right; font-variant-numeric: tabular-nums; font-weight: 600; }
 .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%;
   margin-right: 7px; }

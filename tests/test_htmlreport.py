@@ -4,6 +4,7 @@ by a real browser (headless Chromium; skipped with the reason where there is non
 from __future__ import annotations
 
 import io
+import pickle
 import re
 import shutil
 import subprocess
@@ -22,9 +23,12 @@ from PIL import Image, ImageDraw
 
 from fetcher import visual as visual_module
 from fetcher.cli import main
+from fetcher.config import Config
 from fetcher.htmlreport import HtmlReport
+from fetcher.ladder import Job
 from fetcher.mirror import sync
 from fetcher.report import Report, Result
+from fetcher.runner import run_batch
 from fetcher.visual import Thumbnail, Visual, change_visual, new_visual, thumbnail
 
 #: Colours the page itself never uses, so that a screenshot shows where the pictures are.
@@ -372,6 +376,24 @@ def test_pictures_are_small_and_made_only_for_new_and_changed_within_the_budget(
         assert changed.visual is not None
         assert None not in (changed.visual.old, changed.visual.new, changed.visual.diff)
         assert changed.visual.decided_by == "local_edit"
+
+
+def test_a_cluster_task_sends_its_pictures_back_in_its_outcome(tmp_path: Path) -> None:
+    """What a Dask worker runs (run_batch): the pictures travel back, pickled, with the result."""
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with Origin() as origin:
+        origin.publish("/a.png", encode(textured(LIME)))
+        jobs = [
+            Job(url=origin.url("/a.png"), path=name, dest=str(dest), thumbnails=flag)
+            for name, flag in (("a.png", True), ("b.png", False))
+        ]
+        pictured, plain = (
+            pickle.loads(pickle.dumps(outcome)) for outcome in run_batch(jobs, Config())
+        )
+    assert [pictured.result.outcome, plain.result.outcome] == ["new", "new"]
+    assert pictured.result.visual is not None and pictured.result.visual.new is not None
+    assert plain.result.visual is None
 
 
 def test_a_run_without_pictures_never_makes_one(
