@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import Config, load_config
@@ -118,8 +118,34 @@ class _ConsoleStream:
                 self.console.pipe_closed(self.stream)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line naming the flag (``fetcher: argument ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_TROUBLE, f"fetcher: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (the error names the flag, not a config key)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def _scheduler(text: str) -> str:
+    if text != "local" and "://" not in text:
+        raise argparse.ArgumentTypeError(
+            f"must be 'local' or an address like tcp://HOST:PORT, not {text!r}"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fetcher",
         description="Keep a folder of images in step with a list of image URLs, "
         "rewriting only the images that really changed.",
@@ -155,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--config", metavar="FILE", help="TOML config file")
     syn.add_argument("--report", metavar="FILE", help="write a JSON-lines report (- for stdout)")
     syn.add_argument("--html", metavar="FILE", help="write the visual change report (HTML)")
-    syn.add_argument("--workers", type=int, metavar="N", help="concurrent downloads")
+    syn.add_argument("--workers", type=_positive_int, metavar="N", help="concurrent downloads")
     syn.add_argument("--dry-run", action="store_true", help="decide everything, write nothing")
     syn.add_argument("--force", action="store_true", help="ignore stored validators, fetch all")
     verbosity = syn.add_mutually_exclusive_group()
@@ -180,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     syn.add_argument(
         "--scheduler",
+        type=_scheduler,
         metavar="ADDR",
         help="run on a Dask cluster: tcp://HOST:PORT, or 'local' for one on this machine",
     )
@@ -380,14 +407,9 @@ def _sync(args: argparse.Namespace, config: Config, ran: list[Any]) -> int:
     terminal = sys.stderr.isatty()
     console = _Console()
     with contextlib.ExitStack() as stack:
-        if args.urls == "-":
-            lines = sys.stdin
-        else:
-            try:
-                lines = stack.enter_context(open(args.urls, encoding="utf-8", errors="replace"))
-            except OSError as exc:
-                _error(f"cannot read URL list {args.urls}: {exc.strerror or exc}")
-                return EXIT_TROUBLE
+        # a path: sync opens it before it takes the lock (ListError: exit 2); stdin is
+        # read in binary too, so that every line is checked to be UTF-8
+        lines: Any = getattr(sys.stdin, "buffer", sys.stdin) if args.urls == "-" else args.urls
         writer: ReportWriter | None = None
         if to_stdout:
             writer = ReportWriter(_ConsoleStream(console, sys.stdout))

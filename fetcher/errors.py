@@ -4,6 +4,7 @@
 
     FetcherError
     ├── ConfigError(ValueError)          bad config file, key or value
+    ├── ListError(OSError)               the URL list cannot be read (a missing or unreadable file)
     ├── UrlError(ValueError)             reason "bad-url": a list line or URL that cannot be used
     │   └── UnsafePathError              reason "unsafe-path": destination outside the destination folder
     ├── FetchError(OSError)              transport failure after retries
@@ -35,6 +36,7 @@ __all__ = [
     "FetcherError",
     "HTTPStatusError",
     "HostDownError",
+    "ListError",
     "LockError",
     "StateError",
     "StoreError",
@@ -64,6 +66,15 @@ class ConfigError(FetcherError, ValueError):
     """A config file, key or value that fetcher cannot use; the message names the key."""
 
     reason = "config"
+
+
+class ListError(FetcherError, OSError):
+    """The URL list cannot be read (the file is missing, a folder, unreadable)."""
+
+    reason = "list"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class UrlError(FetcherError, ValueError):

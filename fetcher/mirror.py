@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config
-from .errors import FetcherError, StoreError
+from .errors import FetcherError, ListError, StoreError
 from .history import History
 from .http import Fetcher
 from .ladder import Job, _failed, _internal, run_job
@@ -82,8 +82,14 @@ def _make_folder(folder: Path) -> None:
         raise StoreError(f"cannot create folder {str(folder)!r}: {exc.strerror or exc}") from None
 
 
-def _as_line(item: str | Entry | tuple[str, str | None]) -> str:
-    if isinstance(item, str):
+#: What ``sync`` takes as one item of a list.
+ListItem = str | bytes | Entry | tuple[str, str | None]
+#: What ``sync`` takes as the list: a path to a list file, or the items themselves.
+UrlList = str | bytes | os.PathLike[str] | os.PathLike[bytes] | Iterable[ListItem]
+
+
+def _as_line(item: ListItem) -> str | bytes:
+    if isinstance(item, (str, bytes)):
         return item
     if isinstance(item, Entry):
         return f"{item.url} {item.path}"
@@ -91,11 +97,32 @@ def _as_line(item: str | Entry | tuple[str, str | None]) -> str:
     return f"{url} {rel}" if rel else url
 
 
-def _entries(
-    urls: Iterable[str | Entry | tuple[str, str | None]], layout: str
-) -> Iterator[Entry | BadLine]:
+def _entries(urls: Iterable[ListItem], layout: str) -> Iterator[Entry | BadLine]:
     """Every item as a list line through the one parser (numbering, checks, duplicates)."""
     return read_entries((_as_line(item) for item in urls), layout=layout)
+
+
+def _open_list(urls: UrlList, stack: contextlib.ExitStack) -> Iterable[ListItem]:
+    """The list's items: a ``str``, ``bytes`` or path-like is a list file, opened here.
+
+    The file is read in binary, one line at a time, each line decoded as UTF-8 on its
+    own (a line that is not UTF-8 is a failed line naming the byte).
+
+    Raises
+    ------
+    ListError
+        The file cannot be opened (missing, a folder, not readable).
+    """
+    if not isinstance(urls, (str, bytes, os.PathLike)):
+        return urls
+    try:
+        return stack.enter_context(open(urls, "rb"))
+    except OSError as exc:
+        name = os.fsdecode(urls)
+        hint = ""
+        if isinstance(urls, str) and "://" in urls:
+            hint = f"; to mirror one URL, pass a list: sync([{urls!r}], ...)"
+        raise ListError(f"cannot read URL list {name!r}: {exc.strerror or exc}{hint}") from None
 
 
 def _while_in_place(
@@ -114,7 +141,7 @@ def _while_in_place(
 
 
 def sync(
-    urls: Iterable[str | Entry | tuple[str, str | None]],
+    urls: UrlList,
     dest: str | os.PathLike[str],
     config: Config | None = None,
     *,
@@ -132,10 +159,13 @@ def sync(
 
     Parameters
     ----------
-    urls : iterable
-        List lines (``URL [PATH]``, comments and blanks allowed; e.g. an open
-        file), :class:`~fetcher.urls.Entry` objects, or ``(url, path)`` pairs.
-        Consumed lazily: a list of a million lines is never held whole.
+    urls : path-like or iterable
+        The rule: a ``str``, ``bytes`` or ``os.PathLike`` is the **path of a list
+        file** (never iterated as text; to pass one line, pass ``[line]``). Anything
+        else is iterated for the list's items: lines (``URL [PATH]``, comments and
+        blanks allowed; ``str``, or ``bytes`` that must be UTF-8; e.g. an open file),
+        :class:`~fetcher.urllist.Entry` objects, or ``(url, path)`` pairs. Consumed
+        lazily: a list of a million lines is never held whole.
     dest : path-like
         The destination folder (created if missing).
     config : Config, optional
@@ -149,7 +179,10 @@ def sync(
         :func:`run_batch`, which must pickle to where it runs; the destination must
         be a path every worker shares. This call keeps the lock and the state.
     dry_run : bool
-        Decide everything, write nothing (the state is not updated either).
+        Decide everything, create and change nothing on disk: no destination, no
+        ``DEST/.fetcher``, no state update (the state is read as last checkpointed), no
+        sweep of temporary files, no pid in the lock file. If a lock file exists it is
+        taken (a real run cannot start meanwhile); if none does, no run ever wrote here.
     force : bool
         Ignore the stored validators: fetch every URL in full.
     writer : ReportWriter, optional
@@ -175,6 +208,8 @@ def sync(
     ------
     ValueError
         Both a session and an executor were given.
+    ListError
+        ``urls`` names a list file that cannot be read.
     LockError
         Another run holds the destination's lock.
     StoreError, StateError
@@ -186,19 +221,22 @@ def sync(
         raise ValueError("a session cannot travel to an executor's workers: pass one or the other")
     outcome_report = Report(dry_run=dry_run)
     with contextlib.ExitStack() as stack:
-        lock = stack.enter_context(DestinationLock(dest_path))
+        items = _open_list(urls, stack)
+        lock = stack.enter_context(DestinationLock(dest_path, create=not dry_run))
         assert lock.destination is not None
         root = lock.destination
         if executor is None and config.sync.scheduler:
             executor = stack.enter_context(cluster_executor(config.sync.scheduler))
-        root.sweep()
+        if not dry_run:
+            root.sweep()
         state_path = (
             Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
         )
-        with State.open(state_path, timeout=config.sync.state_timeout) as state:
+        timeout = config.sync.state_timeout
+        with State.open(state_path, timeout=timeout, readonly=dry_run) as state:
             if writer is not None:
                 writer.start()  # the report is touched only now, the lock held
-            entries = _while_in_place(_entries(urls, config.sync.layout), root)
+            entries = _while_in_place(_entries(items, config.sync.layout), root)
             listing = Listing(state) if delete else None
             run(
                 entries if listing is None else listing.track(entries),

@@ -171,6 +171,13 @@ def run_batch(jobs: Sequence[Job], config: Config) -> list[Outcome]:
     return [run_job(job, config, fetcher) for job in jobs]
 
 
+#: For a LocalCluster: its scheduler and workers serve no HTTP page (no dashboard).
+_NO_HTTP_PAGES: dict[str, list[str]] = {
+    "distributed.scheduler.http.routes": [],
+    "distributed.worker.http.routes": [],
+}
+
+
 @contextlib.contextmanager
 def cluster_executor(scheduler: str) -> Iterator[cf.Executor]:
     """An executor on a Dask cluster: ``"local"`` starts one here, else a scheduler address.
@@ -193,6 +200,7 @@ def cluster_executor(scheduler: str) -> Iterator[cf.Executor]:
         cannot be reached.
     """
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(
@@ -204,9 +212,16 @@ def cluster_executor(scheduler: str) -> Iterator[cf.Executor]:
         )
     with contextlib.ExitStack() as stack:
         if scheduler == "local":
+            stack.enter_context(dask.config.set(_NO_HTTP_PAGES))
             cluster = stack.enter_context(
                 LocalCluster(  # type: ignore[no-untyped-call]
-                    processes=True, dashboard_address=None, host="127.0.0.1"
+                    processes=True,
+                    host="127.0.0.1",
+                    # distributed always starts the scheduler's HTTP server (on 8787 by
+                    # default, with cluster pages): a random loopback port, no dashboard,
+                    # and no routes, so it serves nothing
+                    dashboard_address="127.0.0.1:0",
+                    scheduler_kwargs={"dashboard": False},
                 )
             )
             address: Any = cluster

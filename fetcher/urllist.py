@@ -140,14 +140,18 @@ def parse_line(text: str, line: int = 0, *, layout: str = "host/path") -> Entry 
     return Entry(line=line, url=url, path=path)
 
 
-def read_entries(lines: Iterable[str], *, layout: str = "host/path") -> Iterator[Entry | BadLine]:
+def read_entries(
+    lines: Iterable[str | bytes], *, layout: str = "host/path"
+) -> Iterator[Entry | BadLine]:
     """Read a URL list one line at a time, yielding an entry or a bad line for each used line.
 
     Parameters
     ----------
-    lines : iterable of str
-        The list's lines, with or without ``\\n`` / ``\\r\\n`` endings (an open text
-        file, ``sys.stdin``, a generator); consumed lazily, never held whole.
+    lines : iterable of str or bytes
+        The list's lines, with or without ``\\n`` / ``\\r\\n`` endings (an open file,
+        ``sys.stdin``, a generator); consumed lazily, never held whole. Lines given as
+        bytes (a file opened in binary) must be UTF-8: one that is not is a ``BadLine``
+        naming the line, the byte and its column.
     layout : {"host/path", "path"}
         How a path is derived for lines without PATH (see ``url_to_path``).
 
@@ -168,9 +172,27 @@ def read_entries(lines: Iterable[str], *, layout: str = "host/path") -> Iterator
     return _read_entries(lines, layout)
 
 
-def _read_entries(lines: Iterable[str], layout: str) -> Iterator[Entry | BadLine]:
+def _decoded(raw: bytes, number: int) -> str | BadLine:
+    """One list line as text, or the BadLine saying where it is not UTF-8."""
+    raw = raw.removesuffix(b"\n").removesuffix(b"\r")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", "replace")
+        error = UrlError(
+            f"line {number}: not UTF-8: byte 0x{raw[exc.start]:02X} at column {exc.start + 1} "
+            f"({exc.reason}); the list must be UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        )
+        return BadLine(line=number, text=text[:_TEXT_CAP], error=error)
+
+
+def _read_entries(lines: Iterable[str | bytes], layout: str) -> Iterator[Entry | BadLine]:
     claims = Claims()
-    for number, raw in enumerate(lines, start=1):
+    for number, line in enumerate(lines, start=1):
+        raw = _decoded(line, number) if isinstance(line, bytes) else line
+        if isinstance(raw, BadLine):
+            yield raw
+            continue
         text = raw.removesuffix("\n").removesuffix("\r")
         if number == 1:
             text = text.removeprefix("\ufeff")

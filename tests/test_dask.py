@@ -6,6 +6,9 @@ import io
 import os
 import signal
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -174,3 +177,17 @@ def test_killing_a_worker_mid_run_still_converges(origin: Origin, tmp_path: Path
     prefix = f"127.0.0.1_{origin.port}"
     assert on_disk == {f"{prefix}{p}": picture(i) for i, p in enumerate(paths)}
     assert not list(dest.rglob(".fetcher-tmp-*"))  # no torn temporaries left behind
+
+
+def test_scheduler_local_starts_no_dashboard() -> None:
+    """``--scheduler local``: the scheduler's HTTP server (distributed always starts one) is
+    on a random loopback port and serves no page (before: 127.0.0.1:8787, cluster pages)."""
+    from fetcher.runner import cluster_executor
+
+    with cluster_executor("local"):
+        link = urllib.parse.urlsplit(distributed.default_client().dashboard_link)
+        assert link.hostname == "127.0.0.1" and link.port != 8787
+        for page in ("/status", "/health", "/info/main/workers.html", "/metrics"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"http://127.0.0.1:{link.port}{page}", timeout=30)
+            assert refused.value.code == 404, page

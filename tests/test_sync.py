@@ -29,7 +29,7 @@ from test_report import DESIGN_FIELDS
 
 from fetcher.cli import main
 from fetcher.config import load_config
-from fetcher.errors import StateError
+from fetcher.errors import ListError, StateError
 from fetcher.mirror import sync, sync_one
 from fetcher.report import Result
 from fetcher.state import State
@@ -398,13 +398,37 @@ def _records(mirror: Mirror) -> dict[str, Any]:
     return found
 
 
-def test_dry_run_on_a_fresh_destination_writes_nothing(mirror: Mirror) -> None:
+def test_dry_run_on_a_fresh_destination_creates_nothing_at_all(mirror: Mirror) -> None:
     run = mirror.sync("--dry-run")
     assert run.code == 0, run.err
     assert {r["outcome"] for r in run.report} == {"new"}
-    assert image_files(mirror.dest) == []
-    assert set(_records(mirror).values()) == {None}
+    assert not mirror.dest.exists()  # not even DEST/.fetcher (lock, state)
     assert "dry run" in run.out
+
+
+def disk_snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and folder under ``root``: size and mtime (folders: 0 and their mtime)."""
+    return {
+        str(p.relative_to(root)): (0 if p.is_dir() else p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+    }
+
+
+def test_dry_run_on_a_mirror_changes_nothing_on_disk_and_still_uses_the_state(
+    mirrored: tuple[Mirror, Run],
+) -> None:
+    mirror, _ = mirrored
+    leftover = mirror.dest / "cats" / ".fetcher-tmp-0123456789abcdef"  # a killed run's
+    leftover.write_bytes(b"half a file")
+    mirror.origin.publish("/photos/coffee.png", boxed(pictures()["/photos/coffee.png"]))
+    before = disk_snapshot(mirror.dest)
+    mirror.origin.clear_log()
+    run = mirror.sync("--dry-run")
+    assert run.code == 0, run.err
+    assert disk_snapshot(mirror.dest) == before  # no sweep, no -wal/-shm, no pid written
+    reasons = {row["url"]: row["reason"] for row in run.report}
+    assert reasons.pop(mirror.url("/photos/coffee.png")) == "dissimilar"
+    assert set(reasons.values()) == {"not-modified"}  # the state was read: validators sent
 
 
 def test_dry_run_decides_but_keeps_files_and_state(mirrored: tuple[Mirror, Run]) -> None:
@@ -901,6 +925,68 @@ def test_sync_takes_list_lines_and_goes_on_past_bad_ones(mirror: Mirror) -> None
     assert mirror.origin.requests_for("/gradient.png") == []
     assert not outside.exists()
     assert report.counts == {"new": 2, "failed": 3}
+
+
+@pytest.mark.parametrize("kind", ["str", "Path", "binary file", "text file", "bytes lines"])
+def test_sync_takes_a_list_file_by_path_or_open_or_its_lines(mirror: Mirror, kind: str) -> None:
+    """The rule: str, bytes or path-like is the list file's path; anything else is iterated."""
+    urls: Any
+    with contextlib.ExitStack() as stack:
+        if kind == "str":
+            urls = str(mirror.list)
+        elif kind == "Path":
+            urls = mirror.list
+        elif kind == "binary file":
+            urls = stack.enter_context(mirror.list.open("rb"))
+        elif kind == "text file":
+            urls = stack.enter_context(mirror.list.open(encoding="utf-8"))
+        else:
+            urls = mirror.list.read_bytes().splitlines()
+        report = sync(urls, mirror.dest)
+    assert (report.counts["new"], report.total) == (len(pictures()), len(pictures()))
+
+
+def test_sync_of_a_missing_list_file_names_it_and_hints_at_a_url(mirror: Mirror) -> None:
+    with pytest.raises(ListError, match=r"cannot read URL list 'nope\.txt': No such file"):
+        sync("nope.txt", mirror.dest)
+    url = mirror.url("/gradient.png")
+    with pytest.raises(ListError, match=re.escape(f"pass a list: sync([{url!r}], ...)")):
+        sync(url, mirror.dest)
+    assert not mirror.dest.exists() and mirror.origin.requests == []
+
+
+def test_a_list_not_in_utf_8_names_the_line_and_the_byte(mirror: Mirror) -> None:
+    good = mirror.url("/gradient.png")
+    text = f"{good}\n{mirror.url('/café.png')} café.png\n"
+    mirror.list.write_bytes(text.encode("latin-1"))
+    run = mirror.sync()
+    assert run.code == 1
+    bad = next(row for row in run.report if row["outcome"] == "failed")
+    assert (bad["line"], bad["reason"]) == (2, "bad-url")
+    column = len(mirror.url("/caf")) + 1
+    assert bad["error"].startswith(f"line 2: not UTF-8: byte 0xE9 at column {column} ")
+    assert bad["error"] in run.err
+    assert run.by_url[good]["outcome"] == "new"  # the other lines go on
+    assert mirror.origin.requests_for("/caf\ufffd.png") == []
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--workers", "-1"], "argument --workers: must be a positive integer, not -1"),
+        (["--workers", "two"], "argument --workers: must be a positive integer, not 'two'"),
+        (["--scheduler", "nowhere"], "argument --scheduler: must be 'local' or an address"),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_the_flag(
+    mirror: Mirror, capsys: pytest.CaptureFixture[str], flags: list[str], words: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["sync", str(mirror.list), "--dest", str(mirror.dest), *flags])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fetcher: {words}") and err.count("\n") == 1, err
+    assert "sync.workers" not in err and not mirror.dest.exists()
 
 
 def test_sync_runs_on_the_callers_executor_and_leaves_it_open(mirror: Mirror) -> None:
