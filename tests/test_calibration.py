@@ -27,7 +27,8 @@ DEFAULTS = CompareConfig()
 
 @pytest.fixture(scope="module")
 def rows() -> list[calibrate.Row]:
-    return calibrate.score_all(all_pairs(), os.cpu_count() or 1)  # the set is built once
+    scored: list[calibrate.Row] = calibrate.score_all(all_pairs(), os.cpu_count() or 1)
+    return scored  # the set is built once
 
 
 def wrong(rows: list[calibrate.Row], cfg: CompareConfig) -> list[str]:

@@ -111,7 +111,8 @@ def tiny_png(i: int) -> bytes:
 
 @pytest.fixture
 def chaos() -> Iterator[ChaosOrigin]:
-    with ChaosOrigin(seed=30) as served:
+    served = ChaosOrigin(seed=30)
+    with served:
         yield served
 
 

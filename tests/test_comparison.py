@@ -70,11 +70,13 @@ def sk_ssim(a: np.ndarray, b: np.ndarray, data_range: float) -> float:
 def block_means(a: np.ndarray, f: int) -> np.ndarray:
     h, w = a.shape[0] // f * f, a.shape[1] // f * f
     a = a[:h, :w].astype(np.float64)
-    return a.reshape(h // f, f, w // f, f, *a.shape[2:]).mean(axis=(1, 3))
+    means: np.ndarray = a.reshape(h // f, f, w // f, f, *a.shape[2:]).mean(axis=(1, 3))
+    return means
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    weighted: np.ndarray = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    return weighted
 
 
 def grey16(arr: np.ndarray) -> bytes:
@@ -285,7 +287,7 @@ def test_two_jpegs_are_compared_at_half_size_as_decoded_by_libjpeg(
             im.draft("RGB", (550, 512))
             assert im.size == (550, 512)
             reduced.append(luma(np.asarray(im.reduce(2))))
-    assert result.bands[0].ssim == pytest.approx(sk_ssim(*reduced, 255), abs=1e-6)
+    assert result.bands[0].ssim == pytest.approx(sk_ssim(reduced[0], reduced[1], 255), abs=1e-6)
     seen.clear()
     compare(encode(img4, "PNG"), new)  # not two JPEGs: no DCT halving
     assert seen == [(2, 4, False), (2, 4, False)]
@@ -567,6 +569,7 @@ def test_each_score_is_its_own_minimum_over_frames() -> None:
         for a, b in ((base, edited), (second, noisy))
     ]
     assert per_frame[0].local_edit is not None and per_frame[1].ssim is not None
+    assert per_frame[1].local_edit is not None
     assert per_frame[0].local_edit < cfg.local_edit and per_frame[1].local_edit >= cfg.local_edit
     assert per_frame[1].ssim < per_frame[0].local_edit  # the raw minimum is frame 1's SSIM
     old = encode(Image.fromarray(base), "PNG")

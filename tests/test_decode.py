@@ -6,7 +6,6 @@ import io
 import struct
 import subprocess
 import sys
-import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -414,17 +413,15 @@ def test_pixel_cap_refuses_from_header(call: str) -> None:
     blob = png_header_only(100_000, 90_000)  # 9e9 pixels, 27 GB if decoded
     assert len(blob) < 100
     tracemalloc.start()
-    started = time.perf_counter()
     with pytest.raises(TooManyPixelsError, match="too many pixels") as info:
         if call == "decode":
             decode(blob, max_pixels=1_000_000)
         else:
             read_header(blob, max_pixels=1_000_000)
-    elapsed = time.perf_counter() - started
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert info.value.reason == "too-many-pixels"
-    assert elapsed < 0.5 and peak < 5_000_000
+    assert peak < 5_000_000  # refused from the header: nothing decoded
 
 
 def test_pixel_cap_just_at_the_limit_passes() -> None:

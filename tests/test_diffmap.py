@@ -29,7 +29,10 @@ def with_text(img: Image.Image, text: str, size: int, where: tuple[int, int]) ->
 def coloured(picture: Image.Image) -> np.ndarray:
     """Where the map paints colour over the dimmed grey image."""
     rgb = np.asarray(picture.convert("RGB")).astype(np.int16)
-    return (np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])) > 40
+    painted: np.ndarray = (
+        np.abs(rgb[..., 0] - rgb[..., 1]) + np.abs(rgb[..., 1] - rgb[..., 2])
+    ) > 40
+    return painted
 
 
 def test_diff_map_is_calm_for_a_re_encode_and_lights_up_where_an_edit_is() -> None:

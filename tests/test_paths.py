@@ -241,7 +241,7 @@ def test_digest_table_behaves_like_a_dict_through_growth() -> None:
     from fetcher.paths import _DigestTable
 
     rng = random.Random(5)
-    table, reference = _DigestTable(capacity=8), {}
+    table, reference = _DigestTable(capacity=8), dict[int, int]()
     for _ in range(5000):
         key = rng.getrandbits(64) or 1
         if rng.random() < 0.2 and reference:

@@ -175,7 +175,7 @@ def test_a_first_frame_larger_than_the_screen_grows_the_canvas_as_pillow_does() 
 def test_gif_frames_counts_what_pillow_counts() -> None:
     for data in (animation(), animation(offsets=False), frame_bomb_gif(side=8)):
         with Image.open(io.BytesIO(data)) as img:
-            assert len(gif_frames(data).extents) == img.n_frames
+            assert len(gif_frames(data).extents) == getattr(img, "n_frames", 1)
 
 
 def test_frames_check_names_the_frame_and_the_canvas() -> None:

@@ -451,10 +451,9 @@ def test_a_second_run_exits_2_at_once_and_a_killed_holder_does_not_block(
     holder = Child.start(tmp_path, "holder", argv)
     assert wait_for(lambda: bool(origin.requests_for("/slow.png")), timeout=30)
 
-    started = time.monotonic()
     second = Child.start(tmp_path, "second", argv)
     assert second.wait() == 2
-    assert time.monotonic() - started < 10  # at once: it never waits for the holder
+    assert holder.proc.poll() is None  # at once: it did not wait for the holder to end
     err = second.stderr
     lock = dest / ".fetcher" / "lock"
     assert str(lock) in err and str(holder.proc.pid) in err
@@ -1023,18 +1022,17 @@ def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
         compare={"max_frames": 500, "max_pixels": 50_000_000},
     )
 
-    def run(name: str, listing: Path, dest: Path) -> tuple[int, int, float, list[dict[str, Any]]]:
+    def run(name: str, listing: Path, dest: Path) -> tuple[int, int, list[dict[str, Any]]]:
         report = tmp_path / f"{name}.jsonl"
         argv = ["sync", str(listing), "--dest", str(dest), "--config", str(config)]
-        started = time.monotonic()
         child = Child.start(tmp_path, name, [*argv, "--report", str(report)])
-        code, peak_kib = child.wait_rusage(timeout=60)
+        code, peak_kib = child.wait_rusage(timeout=60)  # a hang fails loudly here
         assert "Traceback" not in child.stderr
-        return code, peak_kib, time.monotonic() - started, read_report(report)
+        return code, peak_kib, read_report(report)
 
-    _, baseline_kib, _, _ = run("baseline", baseline_urls, tmp_path / "baseline")
+    _, baseline_kib, _ = run("baseline", baseline_urls, tmp_path / "baseline")
     dest = tmp_path / "dest"
-    code, peak_kib, took, rows = run("hostile", urls, dest)
+    code, peak_kib, rows = run("hostile", urls, dest)
     assert code == 1
     decided = reasons(rows)
     assert decided == {origin.url(p): want for p, want in HOSTILE.items()}
@@ -1049,7 +1047,6 @@ def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
     # memory: 512 MiB of decoded bomb never held; the cap (16 MiB) bounds the body; the
     # 96-byte GIF whose second frame claims 13000x13000 allocated 644 MiB before
     assert (peak_kib - baseline_kib) < 80 * 1024, (peak_kib, baseline_kib)
-    assert took < 30
     assert sorted(files_under(dest)) == sorted(
         row["path"] for row in rows if row["outcome"] == "new"
     )
@@ -1058,7 +1055,7 @@ def test_hostile_origins_end_with_a_clear_reason_in_bounded_memory(
     # ETag goes back verbatim and gets its 304
     inode = (dest / decided_path(rows, origin.url("/ignores-inm.png"))).stat().st_ino
     origin.clear_log()
-    code, _, _, rows = run("hostile2", urls, dest)
+    code, _, rows = run("hostile2", urls, dest)
     again = reasons(rows)
     assert again[origin.url("/ignores-inm.png")] == ("unchanged", "identical-bytes")
     assert again[origin.url("/weak-etag.png")] == ("unchanged", "not-modified")

@@ -38,7 +38,8 @@ def ref_reduce(a: np.ndarray, f: int) -> np.ndarray:
     """ssim.m's reduction, independently: float64 means of f x f blocks (partial ones dropped)."""
     h, w = a.shape[0] // f * f, a.shape[1] // f * f
     a = a[:h, :w].astype(np.float64)
-    return a.reshape(h // f, f, w // f, f, *a.shape[2:]).mean(axis=(1, 3))
+    means: np.ndarray = a.reshape(h // f, f, w // f, f, *a.shape[2:]).mean(axis=(1, 3))
+    return means
 
 
 def ref_planes(a: np.ndarray, data_range: float = 255) -> dict[str, np.ndarray]:
@@ -79,7 +80,8 @@ def ref_field(d: np.ndarray, *, chroma: bool, scale: int) -> np.ndarray:
         d, sigma, window = ref_reduce(d, 2), CHROMA_SIGMA / (2 * scale), max(1, window // 2)
     blurred = np.abs(ndimage.gaussian_filter(d, sigma, mode="reflect", truncate=3.0))
     kh, kw = min(window, d.shape[0]), min(window, d.shape[1])
-    return sliding_window_view(blurred, (kh, kw)).mean(axis=(-2, -1))
+    windows: np.ndarray = sliding_window_view(blurred, (kh, kw)).mean(axis=(-2, -1))
+    return windows
 
 
 def ref_local_edit(
@@ -377,7 +379,10 @@ def test_the_fast_way_finds_the_same_maximum_as_whole_planes(
     for band in fast:
         assert fast[band] == pytest.approx(whole[band], rel=1e-4, abs=1e-4), band
     if bands == 3:  # halves rounded to whole levels by Pillow, as decode gives them
-        halves = tuple(np.asarray(Image.fromarray(a).reduce(2)) for a in (x, y))
+        halves = (
+            np.asarray(Image.fromarray(x).reduce(2)),
+            np.asarray(Image.fromarray(y).reduce(2)),
+        )
         rounded, _ = _edit_maxima(x, y, 255, scale, want_fields=False, halves=halves)
         for band in ("Cb", "Cr"):
             assert rounded[band] == pytest.approx(whole[band], abs=0.5), band

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -266,7 +267,7 @@ def test_next_record_says_written_only_of_the_file_fetcher_wrote(
     outcome: str, file: FileInfo | None, wrote: bool, written: bool
 ) -> None:
     previous = record(1, size=10, mtime_ns=111, sha256="a" * 64, written=True)
-    args = {"url": previous.url, "outcome": outcome, "reason": "r", "etag": None}
+    args: dict[str, Any] = {"url": previous.url, "outcome": outcome, "reason": "r", "etag": None}
     after = next_record(
         previous, path=previous.path, last_modified=None, file=file, wrote=wrote, now=5.0, **args
     )

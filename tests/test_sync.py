@@ -506,7 +506,6 @@ def test_a_fault_fails_the_url_and_leaves_the_good_file_untouched(
     assert len(mirror.origin.requests_for(GOOD)) == tries
     assert stamp(target) == before
     assert image_files(mirror.dest) == [target]  # no temporary file left behind
-    assert run.took < 10
     # failures: one line each on stderr, naming the URL
     failure_lines = [line for line in run.err.splitlines() if mirror.url(GOOD) in line]
     assert len(failure_lines) == 1
@@ -526,8 +525,8 @@ def test_a_trickling_body_fails_at_the_deadline(
     row = run.report[0]
     assert run.code == 1
     assert (row["outcome"], row["reason"]) == ("failed", "deadline")
-    assert 1.4 <= row["elapsed"] < 4.0
-    assert run.took < 6.0
+    # cut at the deadline: not before it, and well before the trickle (0.2 s a byte) ends
+    assert 1.4 <= row["elapsed"] < 0.2 * len(pictures()["/gradient.png"]) / 2
     assert stamp(target) == before
 
 
@@ -545,7 +544,6 @@ def test_a_decompression_bomb_png_fails_as_too_many_pixels(
     row = run.report[0]
     assert run.code == 1
     assert (row["outcome"], row["reason"]) == ("failed", "too-many-pixels")
-    assert run.took < 10
     assert stamp(target) == before
 
 
@@ -581,7 +579,6 @@ def test_503_then_200_is_retried_and_the_new_image_written(
     assert (row["outcome"], row["reason"], row["http_status"]) == ("changed", "dissimilar", 200)
     assert [r.status for r in mirror.origin.requests_for(GOOD)] == [503, 503, 200]
     assert target.read_bytes() == edited
-    assert run.took < 5
 
 
 def test_429_with_retry_after_waits_then_succeeds(
@@ -596,7 +593,6 @@ def test_429_with_retry_after_waits_then_succeeds(
     sent = mirror.origin.requests_for(GOOD)
     assert [r.status for r in sent] == [429, 304]
     assert sent[1].at - sent[0].at >= 0.95  # Retry-After honoured, not the tiny backoff
-    assert run.took < 5
     assert stamp(target) == before
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 import unicodedata
 from collections.abc import Iterator
@@ -174,16 +173,13 @@ def test_read_entries_streams_100k_lines_with_1_percent_garbage() -> None:
     first = next(it)
     assert isinstance(first, Entry) and first.line == 1
     assert pulled == 1  # lazy: nothing read ahead
-    start = time.perf_counter()
     rest = list(it)
-    elapsed = time.perf_counter() - start
     items = [first, *rest]
     bad = [x.line for x in items if isinstance(x, BadLine)]
     good = [x for x in items if isinstance(x, Entry)]
     assert bad == list(range(100, n + 1, 100))
     assert len(good) == n - n // 100
     assert len({e.path for e in good}) == len(good)
-    assert elapsed < 20
 
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
