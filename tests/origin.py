@@ -513,18 +513,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return True
 
     def _raw_fault(self, kind: str, opts: dict[str, Any], body: bytes, *, head: bool) -> None:
-        """Faults written as raw bytes (http.server would encode headers as Latin-1)."""
+        """Faults written as raw bytes (http.server would encode headers as Latin-1).
+
+        Each closes the connection after its answer and says so (``Connection: close``): a
+        client that reused the connection for a redirect's next hop would otherwise race
+        the close, and a loaded machine would lose that race (seen with requests).
+        """
         self._record.status = int(opts.get("code", 302 if kind == "raw-location" else 200))
         self.close_connection = True
         if kind == "raw-location":
             location = str(opts.get("location", "/")).encode("utf-8")
             head_bytes = b"HTTP/1.1 %d Found\r\nLocation: %s\r\n" % (self._record.status, location)
-            head_bytes += b"Content-Length: 0\r\n\r\n"
+            head_bytes += b"Content-Length: 0\r\nConnection: close\r\n\r\n"
             self.wfile.write(head_bytes)
             return
         if kind == "negative-chunk":
             self.wfile.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nConnection: close\r\n"
                 b"Transfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"
             )
             return
@@ -535,7 +540,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if opts.get("continue_first"):
                 self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.wfile.write(
-                b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\n\r\n" % (lines, len(body))
+                b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n"
+                % (lines, len(body))
             )
             if not head:
                 self.wfile.write(body)
