@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,12 @@ from origin import Origin
 from PIL import Image
 
 RNG = np.random.default_rng(20261125)
+
+# A shell without job control starts a background command (`pytest ... &`) with SIGINT
+# ignored, and Python keeps it ignored; the Ctrl-C tests (here and in the children they
+# start, which inherit it) would then see no interrupt at all. Tests run as in a foreground.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **params: Any) -> bytes:
