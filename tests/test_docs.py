@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import re
 from pathlib import Path
+
+import pytest
+from conftest import encode, gradient_rgb, photo
+from origin import Origin
+from PIL import Image
 
 import fetcher
 from fetcher.cli import build_parser
@@ -86,3 +92,50 @@ def test_demo_runs_offline_and_every_decision_is_right(tmp_path: Path) -> None:
     for reason in ("not-modified", "similar", "identical-pixels", "dissimilar"):
         assert reason in text
     assert "expected" not in text  # a wrong decision is marked "(expected ...)"
+
+
+def test_the_readme_python_examples_run(
+    origin: Origin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Every ```python block of the README runs as written, against a loopback origin."""
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert blocks, "the README shows the library in Python"
+    jpeg = encode(photo("astronaut").resize((320, 320)), "JPEG", quality=92)
+    origin.publish("/a.jpg", jpeg, content_type="image/jpeg")
+    origin.publish("/b.png", encode(gradient_rgb()))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "urls.txt").write_text(f"{origin.url('/a.jpg')}\n{origin.url('/b.png')}\n")
+    reencoded = Image.open(io.BytesIO(jpeg))
+    (tmp_path / "a-reencoded.webp").write_bytes(encode(reencoded, "WEBP", quality=90))
+    for block in blocks:
+        exec(compile(block.replace("https://example.org", origin.base_url), "README", "exec"), {})
+    out = capsys.readouterr().out
+    assert "new 2, changed 0, unchanged 0" in out  # the list, synced
+    assert "new new" in out  # sync_one with the caller's session
+    assert "True similar" in out  # a WebP re-encode of the file just mirrored
+    assert (tmp_path / "mirror" / "a.jpg").read_bytes() == jpeg
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_relative_link_of_the_readme_and_docs_leads_somewhere() -> None:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert len(pages) >= 3, "the README links docs/design.md and docs/performance.md"
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # an absolute URL
+            file, _, anchor = target.partition("#")
+            linked = (page.parent / file).resolve() if file else page
+            assert linked.is_file(), f"{page.name}: {target} names no file"
+            if anchor:
+                body = re.sub(r"```.*?```", "", linked.read_text(encoding="utf-8"), flags=re.S)
+                headings = re.findall(r"^#{1,6} (.+)$", body, re.M)
+                assert anchor in {_anchor(h) for h in headings}, f"{page.name}: {target}"
