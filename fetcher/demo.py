@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shlex
 import tempfile
 import threading
 import time
@@ -16,8 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .config import Config
+from .config import Config, SyncConfig
 from .htmlreport import HtmlReport
+from .metrics import record_run
 from .mirror import sync
 from .report import Result
 
@@ -171,7 +173,7 @@ _PLAN: list[tuple[str, Callable[[Image.Image, str], bytes] | None, str, str]] = 
 def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -> int:
     """Run the demo into ``folder`` (default: a new temporary one); 0 if all decided right."""
     dest = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="fetcher-demo-"))
-    config = Config()
+    config = Config(sync=SyncConfig(keep=1))  # the replaced versions stay restorable
     pictures = {name: sample_image(seed) for seed, (name, *_rest) in enumerate(_PLAN)}
     with DemoOrigin() as origin:
         start = time.time() - 86400
@@ -181,8 +183,11 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
         out(f"fetcher demo: {len(urls)} generated images served from {origin.url('/')}")
         out(f"destination: {dest}\n")
 
-        def run(title: str, html: HtmlReport | None = None) -> dict[str, Result]:
+        def run(
+            title: str, html: HtmlReport | None = None, metrics: Path | None = None
+        ) -> dict[str, Result]:
             results: dict[str, Result] = {}
+            began = time.monotonic()
 
             def keep(result: Result) -> None:
                 results[result.url] = result
@@ -195,6 +200,14 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
             out(f"{title}\n  {report.summary_line()}")
             if html is not None:
                 html.write(report)
+            if metrics is not None:
+                record_run(
+                    metrics,
+                    dest,
+                    report,
+                    exit_status=report.exit_code,
+                    duration=time.monotonic() - began,
+                )
             return results
 
         first = run("1. first sync into an empty folder (every image is new):")
@@ -206,7 +219,8 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
                 out(f"   {name:13} {why}")
         page = dest / "fetcher-report.html"
         html = HtmlReport(page, thresholds=config.compare, title=f"{dest} (demo, third sync)")
-        third = run("\n4. third sync decides each image:", html)
+        prom = dest / "fetcher.prom"
+        third = run("\n4. third sync decides each image:", html, prom)
         right = all(r.outcome == "new" for r in first.values()) and all(
             r.reason == "not-modified" for r in second.values()
         )
@@ -218,7 +232,11 @@ def run_demo(folder: str | None = None, *, out: Callable[[str], None] = print) -
             detail = result.detail or f"{result.http_status} from the origin, nothing downloaded"
             out(f"   {name:13} {result.outcome:9} {result.reason:16} {detail}{mark}")
     out("\nunchanged images kept their bytes on disk; only the edited ones were rewritten,")
-    out("each with the origin's exact bytes. Run it again with --dry-run or read the README.")
+    out("each with the origin's exact bytes.")
     out(f"\nwhat the third sync changed, with pictures (old, new and where they differ):\n  {page}")
     out(f"  open it in a browser: {page.absolute().as_uri()}")
+    out(f"its figures for monitoring, as --metrics writes them:\n  {prom}")
+    banner = next(r.path for r in third.values() if r.path and r.path.endswith("banner.jpg"))
+    listing = f"fetcher restore {shlex.quote(str(dest / banner))} --list"
+    out(f"the replaced versions are kept; list them, or put one back:\n  {listing}")
     return 0 if right else 1

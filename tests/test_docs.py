@@ -12,6 +12,7 @@ import pytest
 from conftest import encode, gradient_rgb, photo
 from origin import Origin
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 import fetcher
 from fetcher.cli import build_parser
@@ -92,6 +93,20 @@ def test_demo_runs_offline_and_every_decision_is_right(tmp_path: Path) -> None:
     for reason in ("not-modified", "similar", "identical-pixels", "dissimilar"):
         assert reason in text
     assert "expected" not in text  # a wrong decision is marked "(expected ...)"
+    # what it points the user to is there: the page, the metrics, a restorable version
+    page = tmp_path / "demo" / "fetcher-report.html"
+    assert str(page) in text and page.read_text(encoding="utf-8").count("data:image/") >= 9
+    families = {
+        (f.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families((tmp_path / "demo" / "fetcher.prom").read_text())
+        for s in f.samples
+    }
+    dest = str(tmp_path / "demo")
+    assert families[("fetcher_outcome_urls", (("dest", dest), ("outcome", "changed")))] == 3
+    assert families[("fetcher_exit_status", (("dest", dest),))] == 0
+    restore = text.splitlines()[-1].split()
+    assert restore[:2] == ["fetcher", "restore"] and restore[-1] == "--list"
+    assert fetcher.restore(dest, str(Path(restore[2]).relative_to(dest))).version.number == 1
 
 
 def test_the_readme_python_examples_run(
