@@ -153,7 +153,17 @@ def _with_legend(picture: Image.Image, limit: float) -> Image.Image:
     size = max(10, min(16, width // 40))
     font = ImageFont.load_default(size=size)
     bar_h, text_h = max(8, size), size + 6
-    strip = Image.new("RGB", (width, bar_h + 2 * text_h + 6), (24, 24, 24))
+    mark = 10 + round((width - 21) / _SCALE_TOP)  # the threshold's place on the bar
+    threshold = f"threshold (local_edit): {limit:.1f} levels"
+    caption = f"mean blurred difference in a window of {EDIT_WINDOW} px"
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    # The caption shares the top row with the threshold's label where both fit; on a
+    # narrow picture it gets a row of its own under the ticks, never over the label.
+    beside = mark + measure.textlength(threshold, font=font) / 2 + 12 <= (
+        width - 10 - measure.textlength(caption, font=font)
+    )
+    rows = 2 if beside else 3
+    strip = Image.new("RGB", (width, bar_h + rows * text_h + 6), (24, 24, 24))
     ratios = np.linspace(0.0, _SCALE_TOP, max(width - 20, 2), dtype=np.float32)
     colours = _colour_scale(ratios)
     grey = 40.0 / 255.0
@@ -172,22 +182,12 @@ def _with_legend(picture: Image.Image, limit: float) -> Image.Image:
         draw.line([(x, text_h + bar_h), (x, text_h + bar_h + 3)], fill=(200, 200, 200))
         label = f"{fraction * _SCALE_TOP * limit:.1f}"
         draw.text((x, text_h + bar_h + 4), label, font=font, fill=(200, 200, 200), anchor=anchor)
-    x = 10 + round((span - 1) / _SCALE_TOP)
-    draw.line([(x, text_h - 2), (x, text_h + bar_h)], fill=(255, 255, 255), width=2)
-    draw.text(
-        (x, text_h - 3),
-        f"threshold (local_edit): {limit:.1f} levels",
-        font=font,
-        fill=(255, 255, 255),
-        anchor="ms",
-    )
-    draw.text(
-        (width - 10, 2),
-        f"mean blurred difference in a window of {EDIT_WINDOW} px",
-        font=font,
-        fill=(160, 160, 160),
-        anchor="ra",
-    )
+    draw.line([(mark, text_h - 2), (mark, text_h + bar_h)], fill=(255, 255, 255), width=2)
+    draw.text((mark, text_h - 3), threshold, font=font, fill=(255, 255, 255), anchor="ms")
+    if beside:
+        draw.text((width - 10, 2), caption, font=font, fill=(160, 160, 160), anchor="ra")
+    else:
+        draw.text((10, 2 * text_h + bar_h + 4), caption, font=font, fill=(160, 160, 160))
     out = Image.new("RGB", (width, picture.size[1] + strip.size[1]))
     out.paste(picture, (0, 0))
     out.paste(strip, (0, picture.size[1]))

@@ -62,3 +62,31 @@ def test_diff_map_needs_a_kept_map() -> None:
         render_diff_map(compare(png, q90))
     with pytest.raises(ValueError, match="identical-bytes"):
         render_diff_map(compare(png, png, keep_map=True))
+
+
+@pytest.mark.parametrize("width", [320, 512, 800, 1600])
+def test_the_legends_labels_never_overlap(width: int) -> None:
+    """The threshold's label stands alone on its row: the caption never runs into it."""
+    base = big_photo((width, width * 3 // 4))
+    comparison = compare(
+        encode(base, "JPEG", quality=95), encode(base, "JPEG", quality=80), keep_map=True
+    )
+    picture = render_diff_map(comparison)
+    strip = np.asarray(picture.convert("L"))[width * 3 // 4 :].astype(np.int16)
+    size = max(10, min(16, width // 40))
+    font = ImageFont.load_default(size=size)
+    label = f"threshold (local_edit): {comparison.edit_limit:.1f} levels"
+    label_width = ImageDraw.Draw(Image.new("L", (1, 1))).textlength(label, font=font)
+    text_columns = np.nonzero((strip[: size + 3] > 90).any(axis=0))[0]
+    mark = 10 + round((width - 21) / 3)  # the scale's top is 3x the threshold
+    # the run of text columns around the mark (gaps under 8 px are spaces between words)
+    left = right = int(text_columns[np.argmin(np.abs(text_columns - mark))])
+    for x in text_columns:
+        if right < x <= right + 8:
+            right = int(x)
+    for x in text_columns[::-1]:
+        if left - 8 <= x < left:
+            left = int(x)
+    assert right - left <= label_width + 2, "something runs into the threshold's label"
+    captions = (strip > 90).any(axis=1).sum()
+    assert captions > 2 * size, "the caption is drawn somewhere"
