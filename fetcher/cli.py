@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .config import Config, load_config
-from .errors import FetcherError
+from .errors import DecodeError, FetcherError
 from .report import format_bytes
 
 if TYPE_CHECKING:
@@ -316,7 +316,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .diffmap import render_diff_map
 
     config = _load(args)
-    result = compare(args.old, args.new, config, keep_map=bool(args.diff_map or args.html))
+    try:
+        result = compare(args.old, args.new, config, keep_map=bool(args.diff_map or args.html))
+    except DecodeError as exc:  # the old one's is a verdict (disk-unreadable), below
+        _error(f"{args.new}: the new image does not decode: {exc}")
+        return EXIT_TROUBLE
     if result.reason == "disk-unreadable":
         _error(f"{args.old}: {result.detail}")
         return EXIT_TROUBLE
@@ -325,7 +329,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if args.diff_map:
         if result.edit_map is not None:
             try:
-                render_diff_map(result).save(args.diff_map, format="PNG")
+                render_diff_map(result).save(args.diff_map, format=_picture_format(args.diff_map))
             except OSError as exc:
                 _error(f"cannot write diff map {args.diff_map}: {exc.strerror or exc}")
                 return EXIT_TROUBLE
@@ -336,6 +340,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(_describe(result, config))
     return EXIT_OK if result.same else EXIT_CHANGED
+
+
+def _picture_format(path: str) -> str:
+    """The format a file name asks for (``map.jpg``: JPEG), PNG for any other name."""
+    from PIL import Image
+
+    Image.init()
+    return Image.EXTENSION.get(Path(path).suffix.lower(), "PNG")
 
 
 def _compare_page(args: argparse.Namespace, result: Any, config: Config) -> None:
@@ -371,8 +383,13 @@ def _cmd_sync(args: argparse.Namespace) -> int:
             report={"html": args.html, "metrics": args.metrics},
         )
         metrics = config.report.metrics or None
+        if metrics:
+            where = os.path.dirname(os.path.abspath(metrics))
+            if not os.path.isdir(where):  # before the run: cron would never be told
+                metrics = None
+                _error(f"cannot write metrics file {args.metrics!r}: no folder {where!r}")
+                return EXIT_TROUBLE
         status = _sync(args, config, ran)
-        return status
     except KeyboardInterrupt:
         status = EXIT_INTERRUPTED
         raise
@@ -380,13 +397,18 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         status = EXIT_PIPE_CLOSED
         raise
     finally:
-        if metrics:
-            _write_metrics(metrics, args, ran, status, time.monotonic() - started)
+        written = not metrics or _write_metrics(
+            metrics, args, ran, status, time.monotonic() - started
+        )
+        if not written and status in (EXIT_OK, EXIT_CHANGED):
+            status = EXIT_TROUBLE  # a monitor that no longer hears of the runs must be told
+    return status
 
 
 def _write_metrics(
     path: str, args: argparse.Namespace, ran: list[Any], status: int, duration: float
-) -> None:
+) -> bool:
+    """Write the metrics file; False (and one line on stderr) if it cannot be written."""
     from .metrics import record_run
 
     report = ran[0] if ran else None
@@ -396,6 +418,8 @@ def _write_metrics(
         )
     except FetcherError as exc:
         _error(str(exc))
+        return False
+    return True
 
 
 def _sync(args: argparse.Namespace, config: Config, ran: list[Any]) -> int:
@@ -530,9 +554,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
             print(f"  {v.number:3}  replaced {_when(v.replaced)}  {size:>9}  .fetcher/{v.path}")
         return EXIT_OK
     done = restore(dest, relpath, version=args.version, config=config)
+    kept = (
+        "the file it replaced is now version 1"
+        if done.replaced
+        else "there was no file there to replace"
+    )
     print(
         f"restored {relpath} from version {done.version.number} (replaced "
-        f"{_when(done.version.replaced)}); the file it replaced is now version 1"
+        f"{_when(done.version.replaced)}); {kept}"
     )
     if not done.records:
         print(

@@ -230,6 +230,7 @@ class Restored:
     version: Version
     file: FileInfo
     records: int
+    replaced: bool = True  # False: there was no file at ``path`` (say, one --delete removed)
 
 
 def find_destination(path: str | os.PathLike[str]) -> tuple[Path, str]:
@@ -288,10 +289,11 @@ def restore(
     dest_path = Path(dest).absolute()
     with DestinationLock(dest_path) as lock:
         assert lock.destination is not None
+        replaced = lock.destination.stat(relpath) is not None
         chosen, info = History(lock.destination, config.sync.keep).restore(relpath, version)
         state_path = (
             Path(config.sync.state) if config.sync.state else dest_path / STATE_DIR / STATE_FILE
         )
         with State.open(state_path, timeout=config.sync.state_timeout) as state:
             records = state.restored(relpath, info, now=time.time())
-    return Restored(relpath, chosen, info, records)
+    return Restored(relpath, chosen, info, records, replaced)

@@ -204,7 +204,7 @@ def cluster_executor(scheduler: str) -> Iterator[cf.Executor]:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError(
-            'a scheduler needs Dask distributed: pip install "fetcher[dask]"'
+            'a scheduler needs Dask distributed: pip install "distributed>=2023.1"'
         ) from None
     if scheduler != "local" and "://" not in scheduler:
         raise ConfigError(

@@ -943,6 +943,10 @@ class DestinationLock:
         if self.create:
             try:
                 self.dest.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:
+                raise StoreError(
+                    f"destination {str(self.dest)!r} is not a folder", reason="io-error"
+                ) from None
             except OSError as exc:
                 raise self._not_writable(exc, self.dest) from None
         destination = Destination.open(self.dest, missing_ok=not self.create)

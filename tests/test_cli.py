@@ -110,7 +110,7 @@ def test_compare_new_not_an_image_exits_2(
 ) -> None:
     code, out, err = run(capsys, images["png"], images["html"])
     assert code == 2 and out == ""
-    assert_one_line_error(err)
+    assert_one_line_error(err, str(images["html"]))  # which of the two files it is
 
 
 def test_compare_bad_config_key_exits_2(
@@ -221,3 +221,15 @@ def test_compare_python_m_fetcher(images: dict[str, Path]) -> None:
     assert trouble.returncode == 2
     assert trouble.stdout == "" and "Traceback" not in trouble.stderr
     assert len(trouble.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("map.jpg", "JPEG"), ("map.webp", "WEBP"), ("map", "PNG")]
+)
+def test_compare_diff_map_is_written_in_the_format_its_name_asks_for(
+    capsys: pytest.CaptureFixture[str], images: dict[str, Path], tmp_path: Path, name: str, fmt: str
+) -> None:
+    code, _, _ = run(capsys, images["png"], images["edited"], "--diff-map", tmp_path / name)
+    assert code == 1
+    with Image.open(tmp_path / name) as picture:
+        assert picture.format == fmt

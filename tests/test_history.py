@@ -306,3 +306,17 @@ def test_restore_list_and_its_errors_on_the_command_line(
     with pytest.raises(SystemExit):
         main(["restore", "pic.png", "--version", "0"])
     assert "--version" in capsys.readouterr().err
+
+
+def test_restoring_a_deleted_file_says_there_was_nothing_to_replace(
+    site: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.sync("--keep", "2")
+    site.write_list(f"{site.url('/other.png')} other.png")  # pic.png is no longer listed
+    run = site.sync("--keep", "2", "--delete")
+    assert outcome(run, site, "/pic.png") == ("deleted", "not-listed")
+    capsys.readouterr()
+    assert main(["restore", "pic.png", "--dest", str(site.dest)]) == 0
+    said = capsys.readouterr().out
+    assert "there was no file there to replace" in said and "now version 1" not in said
+    assert (site.dest / "pic.png").is_file() and not versions_on_disk(site.dest, "pic.png")

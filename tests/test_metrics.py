@@ -124,13 +124,24 @@ def test_the_config_key_names_the_file(site: Mirror, tmp_path: Path) -> None:
     assert value(parse(prom.read_text("utf-8")), "fetcher_exit_status") == 0
 
 
-def test_a_metrics_file_that_cannot_be_written_is_one_line_and_the_status_stays(
-    site: Mirror, tmp_path: Path
+def test_a_metrics_file_that_cannot_be_written_is_one_line_and_exit_2(
+    site: Mirror, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = site.sync("--metrics", str(tmp_path / "missing" / "fetcher.prom"))
-    assert run.code == 0
+    """As for --report and --html: a monitor that no longer hears of the runs is told."""
+    # its folder missing: known before the run, which then does not start
+    capsys.readouterr()
+    assert exit_status(site, "--metrics", str(tmp_path / "missing" / "fetcher.prom")) == 2
+    err = capsys.readouterr().err
+    assert "cannot write metrics file" in err and "no folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not site.dest.exists()
+    # known only at the end (its name is a folder): the run is done, the status says 2
+    (tmp_path / "taken").mkdir()
+    run = site.sync("--metrics", str(tmp_path / "taken"))
+    assert run.code == 2
     assert "cannot write metrics file" in run.err
     assert len(run.err.strip().splitlines()) == 1
+    assert (site.dest / "a.png").is_file()
 
 
 def test_labels_are_escaped_and_read_back_exactly(tmp_path: Path) -> None:

@@ -467,7 +467,8 @@ def test_lock_destination_not_creatable(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as caught:
         DestinationLock(dest).acquire()
     assert not isinstance(caught.value, LockError)
-    assert f"destination {str(dest)!r} is not writable" in str(caught.value)
+    assert str(caught.value) == f"destination {str(dest)!r} is not a folder"
+    assert dest.read_bytes() == b"a file, not a folder"
 
 
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
