@@ -593,7 +593,7 @@ def _describe(result: Any, config: Config) -> str:
         scores = ", ".join(
             f"{name} {_fmt(getattr(result, name))} (threshold {getattr(config.compare, name)})"
             + (" <- decided" if name == result.decided_by else "")
-            for name in ("ssim", "nrmse", "local_edit")
+            for name in ("ssim", "nrmse", "local_edit", "local_structure")
         )
         line += f"\n  {scores}"
     return line

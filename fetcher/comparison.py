@@ -42,7 +42,7 @@ REASONS = (
 )
 
 #: The similarity scores, each held to the ``[compare]`` threshold of the same name.
-METRICS = ("ssim", "nrmse", "local_edit")
+METRICS = ("ssim", "nrmse", "local_edit", "local_structure")
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,11 @@ class Comparison:
     reason : str
         The rung that decided: ``identical-bytes``, ``dimensions``, ``frames``,
         ``identical-pixels``, ``similar``, ``dissimilar`` or ``disk-unreadable``.
-    ssim, nrmse, local_edit : float or None
+    ssim, nrmse, local_edit, local_structure : float or None
         The scores of :mod:`fetcher.similarity`, each the minimum over bands and over
-        frames. ``None`` when the ladder stopped before similarity; ``ssim`` is also
-        ``None`` for an image too small for the SSIM window at Wang's scale.
+        frames (``local_structure`` is of the luma only). ``None`` when the ladder stopped
+        before similarity; ``ssim`` is also ``None`` for an image too small for the SSIM
+        window at Wang's scale.
     bands : tuple of BandScore
         Per band (``Y``, ``Cb``, ``Cr``, ``A``), the minimum over frames of each score;
         the top-level scores are the minimum of these. Empty before the similarity rung.
@@ -91,6 +92,7 @@ class Comparison:
     ssim: float | None = None
     nrmse: float | None = None
     local_edit: float | None = None
+    local_structure: float | None = None
     bands: tuple[BandScore, ...] = ()
     decided_by: str | None = None
     detail: str = ""
@@ -311,6 +313,7 @@ def compare_decoded(
             ssim=1.0,
             nrmse=1.0,
             local_edit=1.0,
+            local_structure=1.0,
             size=new.size,
             frames=new.n_frames,
         )
@@ -374,6 +377,7 @@ def _judge(
         ssim=worst["ssim"],
         nrmse=worst["nrmse"],
         local_edit=worst["local_edit"],
+        local_structure=worst["local_structure"],
         bands=_bands_over_frames(per_frame),
         decided_by=decided_by,
         detail=detail,
@@ -399,12 +403,14 @@ def _bands_over_frames(scores: list[Similarity]) -> tuple[BandScore, ...]:
     for i, first in enumerate(scores[0].bands):
         per_frame = [s.bands[i] for s in scores]
         ssims = [b.ssim for b in per_frame if b.ssim is not None]
+        structures = [b.local_structure for b in per_frame if b.local_structure is not None]
         bands.append(
             BandScore(
                 band=first.band,
                 ssim=min(ssims) if ssims else None,
                 nrmse=min(b.nrmse for b in per_frame),
                 local_edit=min(b.local_edit for b in per_frame),
+                local_structure=min(structures) if structures else None,
             )
         )
     return tuple(bands)

@@ -92,6 +92,9 @@ class CompareConfig:
     local_edit: float = field(
         default=0.969, metadata={"check": _unit, "want": "a number in [0, 1]"}
     )
+    local_structure: float = field(
+        default=0.868, metadata={"check": _unit, "want": "a number in [0, 1]"}
+    )
     max_pixels: int = field(
         default=120_000_000, metadata={"check": _positive, "want": "pixels > 0"}
     )

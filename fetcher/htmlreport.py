@@ -37,7 +37,7 @@ __all__ = ["LIST_MAX", "HtmlReport", "write_compare_page"]
 #: past it the page says how many more there were (the JSON report lists them all).
 LIST_MAX = 10_000
 
-_SCORES = ("ssim", "nrmse", "local_edit")
+_SCORES = ("ssim", "nrmse", "local_edit", "local_structure")
 
 _EXIT_MEANING = {
     0: "every URL ended new, changed or unchanged",

@@ -241,6 +241,7 @@ def _descend(
                 ssim=verdict.ssim,
                 nrmse=verdict.nrmse,
                 local_edit=verdict.local_edit,
+                local_structure=verdict.local_structure,
                 detail=verdict.detail,
             )
         if result.outcome == "unchanged":

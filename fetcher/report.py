@@ -47,6 +47,7 @@ REPORT_FIELDS = (
     "ssim",
     "nrmse",
     "local_edit",
+    "local_structure",
     "elapsed",
     "error",
     "detail",
@@ -74,7 +75,7 @@ class Result:
         Status of the final response (None when no response arrived).
     bytes : int
         Body bytes received (0 for a 304).
-    ssim, nrmse, local_edit : float or None
+    ssim, nrmse, local_edit, local_structure : float or None
         Similarity scores when the similarity rung ran (see :mod:`fetcher.similarity`).
     elapsed : float
         Seconds spent on this URL.
@@ -100,6 +101,7 @@ class Result:
     ssim: float | None = None
     nrmse: float | None = None
     local_edit: float | None = None
+    local_structure: float | None = None
     elapsed: float = 0.0
     error: str | None = None
     detail: str | None = None

@@ -341,7 +341,10 @@ def test_a_price_digit_swapped_at_20px_is_caught_also_when_re_encoded() -> None:
     new = with_text(base, "$29.99", 20, (700, 80))
     for new_bytes in (encode(new, "PNG"), encode(new, "WEBP", quality=85)):
         result = compare(encode(old, "JPEG", quality=95), new_bytes)
-        assert not result.same and result.decided_by == "local_edit", result.detail
+        assert not result.same, result.detail
+        # both local scores see it (the local structure by more: it decides)
+        assert result.local_edit is not None and result.local_edit < DEFAULTS.local_edit
+        assert result.decided_by == "local_structure", result.detail
     assert compare(encode(old, "JPEG", quality=95), encode(old, "WEBP", quality=85)).same
 
 
@@ -495,7 +498,7 @@ def test_tiny_dissimilar_decided_by_nrmse() -> None:
     b[0, 0] = 255  # one pixel over the whole span
     result = compare(tiny(a), tiny(b))
     assert not result.same and result.ssim is None
-    assert result.decided_by in ("nrmse", "local_edit")
+    assert result.decided_by in ("nrmse", "local_edit", "local_structure")
     assert result.nrmse == pytest.approx(1 - math.sqrt(255**2 / 25) / 255)
     assert result.local_edit is not None and result.local_edit < DEFAULTS.local_edit
 
@@ -522,8 +525,9 @@ def test_to_dict_is_json_serialisable_and_names_agree(
     assert [band["band"] for band in back["bands"]] == ["Y", "Cb", "Cr"]
     for band in back["bands"]:
         assert set(METRICS) <= set(band)  # the same names per band as at the top
-    for metric in METRICS:
-        assert back[metric] == min(band[metric] for band in back["bands"])
+    for metric in METRICS:  # local_structure is the luma's alone (None for other bands)
+        assert back[metric] == min(b[metric] for b in back["bands"] if b[metric] is not None)
+    assert [b["local_structure"] is None for b in back["bands"]] == [False, True, True]
 
 
 @pytest.mark.parametrize(

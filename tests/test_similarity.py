@@ -16,10 +16,13 @@ from fetcher.similarity import (
     CHROMA_SIGMA,
     EDIT_WINDOW,
     LUMA_SIGMA,
+    STRUCTURE_K,
+    STRUCTURE_WINDOW,
     BandScore,
     Similarity,
     edit_map,
     edit_maps,
+    local_structure,
     nrmse_similarity,
     scores,
     wang_factor,
@@ -335,7 +338,9 @@ def test_small_and_one_pixel_images() -> None:
     assert (result.nrmse, result.local_edit) == (1.0, 1.0)
     a, b = np.array([[0]], np.uint16), np.array([[65535]], np.uint16)
     result, _ = scores(a, b, data_range=65535)
-    assert result.bands == (BandScore(band="Y", ssim=None, nrmse=0.0, local_edit=0.0),)
+    # one pixel has no structure to compare: local_structure stays 1.0
+    expected = BandScore(band="Y", ssim=None, nrmse=0.0, local_edit=0.0, local_structure=1.0)
+    assert result.bands == (expected,)
 
 
 def test_similarity_returns_plain_values_and_threads_agree() -> None:
@@ -386,3 +391,83 @@ def test_the_fast_way_finds_the_same_maximum_as_whole_planes(
         rounded, _ = _edit_maxima(x, y, 255, scale, want_fields=False, halves=halves)
         for band in ("Cb", "Cr"):
             assert rounded[band] == pytest.approx(whole[band], abs=0.5), band
+
+
+# --------------------------------------------------------------------------- local structure
+
+
+def ref_local_structure(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+    """The definition, window by window in float64: min of SSIM's cs term, C = (K L)^2."""
+    k = STRUCTURE_WINDOW
+    c = (STRUCTURE_K * data_range) ** 2
+    wx = sliding_window_view(x.astype(np.float64), (k, k)).reshape(-1, k * k)
+    wy = sliding_window_view(y.astype(np.float64), (k, k)).reshape(-1, k * k)
+    mx, my = wx.mean(axis=1), wy.mean(axis=1)
+    cov = ((wx - mx[:, None]) * (wy - my[:, None])).mean(axis=1)
+    vx, vy = wx.var(axis=1), wy.var(axis=1)
+    return max(0.0, float(((2 * cov + c) / (vx + vy + c)).min()))
+
+
+@pytest.mark.parametrize("data_range", [255, 65535])
+def test_local_structure_follows_its_definition(data_range: int) -> None:
+    x = RNG.uniform(0, data_range, (37, 53))
+    y = x.copy()
+    y[10:16, 20:26] = RNG.uniform(0, data_range, (6, 6))  # new structure in one place
+    y += RNG.normal(0, data_range / 100, y.shape)
+    got = local_structure(x, y, data_range=data_range)
+    assert got == pytest.approx(ref_local_structure(x, y, data_range), abs=2e-4)
+    assert local_structure(x, x, data_range=data_range) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_local_structure_is_blind_to_flat_noise_and_sees_an_edge_that_moved() -> None:
+    flat = np.full((40, 40), 120.0)
+    noisy = flat + RNG.normal(0, 2, flat.shape)  # grain of 2 levels (at half size): C rules
+    assert local_structure(flat, noisy, data_range=255) > 0.9
+    edge = flat.copy()
+    edge[:, 20:] = 200.0
+    moved = flat.copy()
+    moved[:, 22:] = 200.0  # the same edge, 2 px to the right
+    assert local_structure(edge, edge + RNG.normal(0, 2, edge.shape), data_range=255) > 0.9
+    assert local_structure(edge, moved, data_range=255) < 0.5
+
+
+def _caption(img: Image.Image, text: str, at: tuple[int, int], ink: int) -> Image.Image:
+    out = img.copy()
+    font = ImageFont.load_default(size=14)
+    ImageDraw.Draw(out).text(at, text, font=font, fill=(ink, ink, ink))
+    return out
+
+
+def test_a_digit_swapped_at_moderate_contrast_is_seen_by_local_structure_alone() -> None:
+    """Dark 14 px text about 100 levels below the photograph behind it, one digit swapped
+    (0 -> 6, the pair that differs least in this font), the new side re-encoded: the local
+    edit's blurred difference is no larger than a re-encode's ringing, but the strokes no
+    longer line up. The same caption merely re-encoded stays the same picture."""
+    from io import BytesIO
+
+    from fetcher import CompareConfig, compare
+
+    base = photo("coffee").convert("RGB").resize((1200, 800), Image.Resampling.LANCZOS)
+    at = (700, 40)  # a bright, flat patch of the wall
+    behind = int(np.asarray(base.convert("L"))[40:60, 700:800].mean())
+    old = _caption(base, "Lot 1040 sold", at, behind - 100)
+    new = _caption(base, "Lot 1046 sold", at, behind - 100)
+
+    def jpeg(img: Image.Image, quality: int) -> bytes:
+        buf = BytesIO()
+        img.save(buf, "JPEG", quality=quality)
+        return buf.getvalue()
+
+    config = CompareConfig()
+    changed = compare(jpeg(old, 90), jpeg(new, 85), config)
+    assert not changed.same and changed.decided_by == "local_structure"
+    assert changed.local_edit is not None and changed.local_edit >= config.local_edit
+    reencoded = compare(jpeg(old, 95), jpeg(old, 80), config)
+    assert reencoded.same and reencoded.local_structure is not None
+    assert 1 - reencoded.local_structure < (1 - config.local_structure) / 2
+
+
+def test_local_structure_of_opposite_edges_is_zero_not_negative() -> None:
+    edge = np.zeros((8, 8))
+    edge[:, 4:] = 255.0
+    assert local_structure(edge, 255.0 - edge, data_range=255) == 0.0
