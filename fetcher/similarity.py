@@ -417,22 +417,56 @@ def local_structure(x: Array, y: Array, *, data_range: float) -> float:
     """
     check_pair(x, y)
     check_range(data_range)
-    kh, kw = min(STRUCTURE_WINDOW, x.shape[0]), min(STRUCTURE_WINDOW, x.shape[1])
-    n = np.float32(kh * kw)
     to_8bit = np.float32(255.0 / data_range)  # sums of squares stay well within float32
-    a = x.astype(np.float32) * to_8bit
-    b = y.astype(np.float32) * to_8bit
+    return _structure_min(x.astype(np.float32) * to_8bit, y.astype(np.float32) * to_8bit)
+
+
+def _structure_min(a: Array, b: Array) -> float:
+    """``max(0, min cs)`` over the windows of two float32 luma planes in 8-bit units.
+
+    With ``s = a + b`` and ``d = a - b``: ``var a + var b = (var s + var d) / 2`` and
+    ``2 cov = (var s - var d) / 2``, so four sliding sums (of ``s``, ``s^2``, ``d``,
+    ``d^2``) give every window's term; the ``1 / n^2`` of the variances cancels.
+    """
+    kh, kw = min(STRUCTURE_WINDOW, a.shape[0]), min(STRUCTURE_WINDOW, a.shape[1])
+    n = np.float32(kh * kw)
 
     def sums(z: Array) -> Array:
         return _sliding_sums(_sliding_sums(z, kh, axis=0), kw, axis=1)
 
-    sa, sb = sums(a), sums(b)
-    cross = n * sums(a * b) - sa * sb  # n^2 cov: the 1/n^2 cancels in the ratio
-    spread = n * (sums(a * a) + sums(b * b)) - sa * sa - sb * sb
-    c = np.float32((STRUCTURE_K * 255.0) ** 2) * n * n
+    s = a + b
+    d = a - b  # (a 1 x 1 window's sums are the planes themselves: nothing in place)
+    ss, sd = sums(s), sums(d)
+    var_s = n * sums(np.square(s)) - ss * ss  # n^2 var(s)
+    var_d = n * sums(np.square(d)) - sd * sd
+    c2 = np.float32(2 * (STRUCTURE_K * 255.0) ** 2) * n * n
+    cs = (var_s - var_d + c2) / (var_s + var_d + c2)
     # cs runs from -1 (one edge where the other has its opposite) to 1; as a score, 0 is
     # as unalike as it gets (as for the other scores)
-    return max(0.0, float(((2 * cross + c) / (spread + c)).min()))
+    return max(0.0, float(cs.min()))
+
+
+def _strip_structure(x: Array, y: Array, data_range: float) -> float:
+    """:func:`local_structure` of the luma of two ``(H, W, C)`` images, strip by strip.
+
+    Each strip of window rows is computed from its own rows (and the window's margin), so
+    that the intermediate planes stay in cache; the result is the same as on whole planes.
+    """
+    height, width = x.shape[:2]
+    kh = min(STRUCTURE_WINDOW, height)
+    out_rows = height - kh + 1
+    step = max(16, _STRIP_PIXELS // max(width, 1))
+    to_8bit = np.float32(255.0 / data_range)
+    worst = 1.0
+    for r0 in range(0, out_rows, step):
+        rows = slice(r0, min(out_rows, r0 + step) + kh - 1)
+        a = _luma(x[rows], data_range)
+        b = _luma(y[rows], data_range)
+        if data_range != 255:
+            a *= to_8bit
+            b *= to_8bit
+        worst = min(worst, _structure_min(a, b))
+    return worst
 
 
 def _luma(a: Array, data_range: float) -> Array:
@@ -727,7 +761,7 @@ def scores(
         reduced = (_box_pixels(x3, f // scale), _box_pixels(y3, f // scale))
     halve = edit_scale == 1 and min(hx.shape[:2]) >= 2  # the structure at half resolution
     sx, sy = (_box_pixels(hx, 2), _box_pixels(hy, 2)) if halve else (hx, hy)
-    structure = local_structure(_luma(sx, data_range), _luma(sy, data_range), data_range=data_range)
+    structure = _strip_structure(sx, sy, data_range)
     if threads > 1 and hx.shape[0] * hx.shape[1] >= _PARALLEL_EDIT_PIXELS:
         from concurrent.futures import ThreadPoolExecutor
 

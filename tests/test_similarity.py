@@ -471,3 +471,18 @@ def test_local_structure_of_opposite_edges_is_zero_not_negative() -> None:
     edge = np.zeros((8, 8))
     edge[:, 4:] = 255.0
     assert local_structure(edge, 255.0 - edge, data_range=255) == 0.0
+
+
+@pytest.mark.parametrize(("shape", "data_range"), [((300, 517, 3), 255), ((70, 41, 1), 65535)])
+def test_local_structure_in_strips_is_the_same_as_on_whole_planes(
+    shape: tuple[int, int, int], data_range: int
+) -> None:
+    from fetcher.similarity import _luma, _strip_structure
+
+    dtype = np.uint8 if data_range == 255 else np.uint16
+    x = RNG.integers(0, data_range + 1, shape).astype(dtype)
+    y = x.copy()
+    y[150 % shape[0] : 150 % shape[0] + 5, 20:26] = data_range // 2  # one changed spot
+    whole = local_structure(_luma(x, data_range), _luma(y, data_range), data_range=data_range)
+    assert _strip_structure(x, y, data_range) == pytest.approx(whole, abs=1e-6)
+    assert whole < 0.99
