@@ -100,6 +100,8 @@ class Comparison:
     frames: int | None = None
     edit_map: np.ndarray[Any, Any] | None = field(default=None, repr=False, compare=False)
     edit_limit: float | None = field(default=None, repr=False, compare=False)
+    structure_map: np.ndarray[Any, Any] | None = field(default=None, repr=False, compare=False)
+    structure_limit: float | None = field(default=None, repr=False, compare=False)
     luma: np.ndarray[Any, Any] | None = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
@@ -113,7 +115,7 @@ class Comparison:
         out = {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in ("edit_map", "edit_limit", "luma")
+            if f.name not in ("edit_map", "edit_limit", "luma", "structure_map", "structure_limit")
         }
         out["bands"] = [dataclasses.asdict(b) for b in self.bands]
         out["size"] = list(self.size) if self.size is not None else None
@@ -443,4 +445,36 @@ def _map_parts(
         "edit_map": fields_to_map(fields, luma.shape),
         "edit_limit": (1.0 - cfg.local_edit) * b.data_range,
         "luma": np.clip(luma + 0.5, 0, 255).astype(np.uint8),
+        "structure_map": _structure_map(a, b, scores, luma.shape),
+        "structure_limit": cfg.local_structure,
     }
+
+
+def _structure_map(a: Decoded, b: Decoded, scores: list[Similarity], shape: Any) -> Any:
+    """The worst frame's local-structure terms, one per pixel of a map of ``shape``.
+
+    The terms are taken as the score takes them (luma at half size) and each window's
+    term drawn over the pixels it covers (the smallest where windows overlap).
+    """
+    import numpy as np
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from .similarity import _box_pixels, structure_field
+
+    index = min(range(len(scores)), key=lambda i: scores[i].local_structure)
+    x, y = a.frames[index], b.frames[index]
+    if b.scale == 1 and min(x.shape[:2]) >= 2:
+        x, y = _box_pixels(x, 2), _box_pixels(y, 2)
+    terms = structure_field(x, y, data_range=b.data_range)
+    # each pixel gets the smallest term of the windows covering it: pixel p is covered by
+    # the windows whose corner is p - k + 1 .. p, that is padded[p .. p + k - 1]
+    kh, kw = x.shape[0] - terms.shape[0] + 1, x.shape[1] - terms.shape[1] + 1
+    padded = np.pad(terms, ((kh - 1, kh - 1), (kw - 1, kw - 1)), mode="edge")
+    covered = sliding_window_view(padded, kh, axis=0).min(axis=-1)
+    covered = sliding_window_view(covered, kw, axis=1).min(axis=-1)
+    if covered.shape[0] * 2 <= shape[0] + 1:  # the map is at full size: double it
+        covered = covered.repeat(2, axis=0).repeat(2, axis=1)
+    out = np.ones(shape, dtype=np.float32)
+    h, w = min(shape[0], covered.shape[0]), min(shape[1], covered.shape[1])
+    out[:h, :w] = covered[:h, :w]
+    return out

@@ -21,7 +21,9 @@ def render_diff_map(
     local-edit field (mean blurred difference in an 8 px window, the quantity behind
     ``local_edit``): transparent where it is far below the threshold, blue to yellow up
     to the threshold, orange to red above it, and every region over the threshold boxed
-    in red. A re-encode stays calm; an edit lights up where it is. Below the picture, a
+    in red, as is every region where the local structure falls below its threshold (a
+    digit swapped in faint text may barely colour the map, but it is boxed). A re-encode
+    stays calm; an edit lights up where it is. Below the picture, a
     legend strip shows the scale in pixel levels with the threshold marked. The picture
     has the new image's displayed size.
 
@@ -50,13 +52,21 @@ def render_diff_map(
         )
     limit = max(comparison.edit_limit, 1e-9)
     ratio = comparison.edit_map / limit  # 1.0 at the threshold
+    # where the local structure falls short, the map counts it as over the threshold too
+    # (boxed in red: a digit swap that the blurred difference barely shows)
+    structure = comparison.structure_map
+    short = None
+    if structure is not None and comparison.structure_limit is not None:
+        short = (structure < comparison.structure_limit).astype(np.float32)
     luma = comparison.luma
     size = comparison.size or (luma.shape[1], luma.shape[0])
     if max_side is not None and max(size) > max_side:
         shrink = max_side / max(size)
         size = (max(1, round(size[0] * shrink)), max(1, round(size[1] * shrink)))
         if ratio.shape[0] > size[1] or ratio.shape[1] > size[0]:
-            ratio = _block_max(ratio, (min(size[1], ratio.shape[0]), min(size[0], ratio.shape[1])))
+            cells = (min(size[1], ratio.shape[0]), min(size[0], ratio.shape[1]))
+            ratio = _block_max(ratio, cells)
+            short = None if short is None else _block_max(short, cells)
             shape = (ratio.shape[1], ratio.shape[0])
             luma = np.asarray(Image.fromarray(luma).resize(shape, Image.Resampling.BOX))
     colour = _colour_scale(ratio)  # (H, W, 4) float in [0, 1]
@@ -66,7 +76,7 @@ def render_diff_map(
     picture = Image.fromarray((rgb * 255.0 + 0.5).astype(np.uint8), "RGB")
     if picture.size != size:
         picture = picture.resize(size, Image.Resampling.NEAREST)
-    _ring_edits(picture, ratio)
+    _ring_edits(picture, ratio if short is None else np.maximum(ratio, short))
     if not legend:
         return picture
     return _with_legend(picture, limit)

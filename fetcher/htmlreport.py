@@ -245,8 +245,9 @@ def _legend(thresholds: CompareConfig) -> str:
     return (
         '<div class="legend"><span>diff map: the new image in grey; colour where old and new '
         "differ (mean blurred difference in an 8 px window), blue to yellow below the "
-        "local_edit threshold, orange to red above it, red boxes around every region over "
-        f'it</span><div class="scale" style="background:linear-gradient(to right, {stops})">'
+        "local_edit threshold, orange to red above it; red boxes around every region over "
+        "it, and around every region whose local structure falls below its threshold"
+        f'</span><div class="scale" style="background:linear-gradient(to right, {stops})">'
         f'<i style="left:{100 / SCALE_TOP:.1f}%"></i>{ticks}</div></div>\n'
     )
 

@@ -104,6 +104,7 @@ __all__ = [
     "scores",
     "ssim",
     "ssim_map",
+    "structure_field",
     "wang_factor",
 ]
 
@@ -422,7 +423,35 @@ def local_structure(x: Array, y: Array, *, data_range: float) -> float:
 
 
 def _structure_min(a: Array, b: Array) -> float:
-    """``max(0, min cs)`` over the windows of two float32 luma planes in 8-bit units.
+    """``max(0, min cs)`` over the windows of two float32 luma planes in 8-bit units."""
+    # cs runs from -1 (one edge where the other has its opposite) to 1; as a score, 0 is
+    # as unalike as it gets (as for the other scores)
+    return max(0.0, float(_structure_terms(a, b).min()))
+
+
+def structure_field(x: Array, y: Array, *, data_range: float) -> Array:
+    """The local-structure term of every 4 x 4 window of two images' luma (for a map).
+
+    Parameters
+    ----------
+    x, y : ndarray
+        ``(H, W, C)`` pixels of one shape, at the scale the score is taken (half size).
+    data_range : float
+        ``L``, the largest pixel value.
+
+    Returns
+    -------
+    ndarray
+        float32 ``(H - 3, W - 3)``: the term of the window whose top-left corner is there
+        (fewer rows or columns when the image is smaller than the window).
+    """
+    check_pair(x, y, ndim=(3,))
+    to_8bit = np.float32(255.0 / data_range)
+    return _structure_terms(_luma(x, data_range) * to_8bit, _luma(y, data_range) * to_8bit)
+
+
+def _structure_terms(a: Array, b: Array) -> Array:
+    """SSIM's cs term with ``C = (K L)^2`` for every window of two float32 luma planes.
 
     With ``s = a + b`` and ``d = a - b``: ``var a + var b = (var s + var d) / 2`` and
     ``2 cov = (var s - var d) / 2``, so four sliding sums (of ``s``, ``s^2``, ``d``,
@@ -440,10 +469,8 @@ def _structure_min(a: Array, b: Array) -> float:
     var_s = n * sums(np.square(s)) - ss * ss  # n^2 var(s)
     var_d = n * sums(np.square(d)) - sd * sd
     c2 = np.float32(2 * (STRUCTURE_K * 255.0) ** 2) * n * n
-    cs = (var_s - var_d + c2) / (var_s + var_d + c2)
-    # cs runs from -1 (one edge where the other has its opposite) to 1; as a score, 0 is
-    # as unalike as it gets (as for the other scores)
-    return max(0.0, float(cs.min()))
+    cs: Array = (var_s - var_d + c2) / (var_s + var_d + c2)
+    return cs
 
 
 def _strip_structure(x: Array, y: Array, data_range: float) -> float:

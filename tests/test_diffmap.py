@@ -90,3 +90,43 @@ def test_the_legends_labels_never_overlap(width: int) -> None:
     assert right - left <= label_width + 2, "something runs into the threshold's label"
     captions = (strip > 90).any(axis=1).sum()
     assert captions > 2 * size, "the caption is drawn somewhere"
+
+
+def test_a_change_only_the_local_structure_sees_is_boxed_where_it_is() -> None:
+    """A digit swapped in 14 px text of moderate contrast barely colours the map (its
+    blurred difference stays under the local edit's threshold), but it is boxed in red
+    where it is; the same caption merely re-encoded gets no box."""
+    base = photo("coffee").convert("RGB").resize((1200, 800), Image.Resampling.LANCZOS)
+    behind = int(np.asarray(base.convert("L"))[40:60, 700:800].mean())
+
+    def caption(text: str) -> Image.Image:
+        ink = (behind - 100,) * 3
+        return with_ink(base, text, 14, (700, 40), ink)
+
+    swap = compare(
+        encode(caption("Lot 1040 sold"), "JPEG", quality=90),
+        encode(caption("Lot 1046 sold"), "JPEG", quality=85),
+        keep_map=True,
+    )
+    assert swap.decided_by == "local_structure"
+    assert swap.local_edit is not None and swap.local_edit >= DEFAULTS.local_edit
+    boxed_red = np.all(np.asarray(render_diff_map(swap, legend=False)) == (255, 40, 40), axis=-1)
+    ys, xs = np.nonzero(boxed_red)
+    assert len(ys) > 40  # a box is drawn ...
+    assert 700 <= np.median(xs) <= 820 and 0 <= np.median(ys) <= 90  # ... around the caption
+    calm = compare(
+        encode(caption("Lot 1040 sold"), "JPEG", quality=95),
+        encode(caption("Lot 1040 sold"), "JPEG", quality=80),
+        keep_map=True,
+    )
+    assert calm.same
+    picture = np.asarray(render_diff_map(calm, legend=False))
+    assert not np.all(picture == (255, 40, 40), axis=-1).any()
+
+
+def with_ink(
+    img: Image.Image, text: str, size: int, where: tuple[int, int], ink: tuple[int, ...]
+) -> Image.Image:
+    out = img.copy()
+    ImageDraw.Draw(out).text(where, text, font=ImageFont.load_default(size=size), fill=ink)
+    return out
