@@ -27,10 +27,14 @@ Cases marked ``(extra)`` go beyond the list the benchmark was written to (bounda
 below it); they are totalled separately.
 
     python benchmarks/adversarial.py [--only SUBSTR] [--csv FILE] [--jobs N] [--strict]
+                                      [--threshold NAME=VALUE]
 
 ``--only`` keeps the cases whose name contains SUBSTR; ``--csv`` also writes one row per
 case to FILE; ``--jobs`` sets the worker processes that build and compare the pairs
-(default: one per core; each compares with ``threads=1``).
+(default: one per core; each compares with ``threads=1``); ``--threshold
+local_structure=0.85`` decides with that threshold instead of ``[compare]``'s default (to
+weigh a threshold's missed changes here against its needless writes in
+``benchmarks/reencodes.py``).
 
 It prints one line per case: ok or WRONG, the expected and the given verdict, the
 reason, the score that decided, then for each score of ``fetcher.comparison.METRICS``
@@ -1077,7 +1081,9 @@ def _place_key(key: PlaceKey) -> tuple[int, int]:
 _BUILT = False  # in a worker: whether CASES holds the cases with their real placements
 
 
-def _run_case(placed: dict[PlaceKey, tuple[int, int]], task: tuple[int, str]) -> Row:
+def _run_case(
+    placed: dict[PlaceKey, tuple[int, int]], thresholds: dict[str, float], task: tuple[int, str]
+) -> Row:
     """Build case ``task`` (index, name) and compare its pair; in a worker process."""
     global _BUILT
     if not _BUILT:
@@ -1090,7 +1096,7 @@ def _run_case(placed: dict[PlaceKey, tuple[int, int]], task: tuple[int, str]) ->
     built = case.build()
     old, new = built[0], built[1]
     note = str(built[2]) if len(built) > 2 else ""  # type: ignore[misc]
-    r = compare(old, new, threads=1)
+    r = compare(old, new, CompareConfig(**thresholds), threads=1)
     return Row(
         index=index,
         case=case.name,
@@ -1122,11 +1128,11 @@ def run(args: argparse.Namespace) -> list[Row]:
     if args.jobs <= 1:
         plan(None)
         tasks = [(i, c.name) for i, c in enumerate(CASES) if args.only in c.name]
-        return [_run_case(_PLACED, t) for t in tasks]
+        return [_run_case(_PLACED, THRESHOLDS, t) for t in tasks]
     with ProcessPoolExecutor(args.jobs) as pool:
         plan(pool)
         tasks = [(i, c.name) for i, c in enumerate(CASES) if args.only in c.name]
-        return list(pool.map(partial(_run_case, dict(_PLACED)), tasks))
+        return list(pool.map(partial(_run_case, dict(_PLACED), dict(THRESHOLDS)), tasks))
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -1222,7 +1228,19 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when any case is wrong")
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="decide with this threshold instead of the default (repeat for several)",
+    )
     args = parser.parse_args(argv)
+    for item in args.threshold:
+        name, _, value = item.partition("=")
+        if name not in THRESHOLDS:
+            parser.error(f"--threshold: no score {name!r} (one of {', '.join(METRICS)})")
+        THRESHOLDS[name] = float(value)
 
     started = time.perf_counter()
     rows = run(args)
