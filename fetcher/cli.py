@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
+from .comparison import METRICS
 from .config import Config, load_config
 from .errors import DecodeError, FetcherError
 from .report import format_bytes
@@ -346,8 +347,7 @@ def _picture_format(path: str) -> str:
     """The format a file name asks for (``map.jpg``: JPEG), PNG for any other name."""
     from PIL import Image
 
-    Image.init()
-    return Image.EXTENSION.get(Path(path).suffix.lower(), "PNG")
+    return Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
 
 
 def _compare_page(args: argparse.Namespace, result: Any, config: Config) -> None:
@@ -593,7 +593,7 @@ def _describe(result: Any, config: Config) -> str:
         scores = ", ".join(
             f"{name} {_fmt(getattr(result, name))} (threshold {getattr(config.compare, name)})"
             + (" <- decided" if name == result.decided_by else "")
-            for name in ("ssim", "nrmse", "local_edit", "local_structure")
+            for name in METRICS
         )
         line += f"\n  {scores}"
     return line

@@ -163,7 +163,8 @@ def _with_legend(picture: Image.Image, limit: float) -> Image.Image:
     size = max(10, min(16, width // 40))
     font = ImageFont.load_default(size=size)
     bar_h, text_h = max(8, size), size + 6
-    mark = 10 + round((width - 21) / _SCALE_TOP)  # the threshold's place on the bar
+    span = width - 20  # the bar, 10 px in from each side
+    mark = 10 + round((span - 1) / _SCALE_TOP)  # the threshold's place on the bar
     threshold = f"threshold (local_edit): {limit:.1f} levels"
     caption = f"mean blurred difference in a window of {EDIT_WINDOW} px"
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -181,7 +182,6 @@ def _with_legend(picture: Image.Image, limit: float) -> Image.Image:
     bar_img = Image.fromarray((np.repeat(bar[None], bar_h, axis=0) * 255 + 0.5).astype(np.uint8))
     strip.paste(bar_img, (10, text_h))
     draw = ImageDraw.Draw(strip)
-    span = width - 20
     for fraction, anchor in (
         (0.0, "la"),
         (1 / _SCALE_TOP, "ma"),

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import IO, TYPE_CHECKING
 
+from .comparison import METRICS
 from .config import CompareConfig
 from .report import Report, ReportFile, Result, TextSink, format_bytes
 
@@ -37,7 +38,7 @@ __all__ = ["LIST_MAX", "HtmlReport", "write_compare_page"]
 #: past it the page says how many more there were (the JSON report lists them all).
 LIST_MAX = 10_000
 
-_SCORES = ("ssim", "nrmse", "local_edit", "local_structure")
+_SCORES = METRICS
 
 _EXIT_MEANING = {
     0: "every URL ended new, changed or unchanged",
